@@ -1,0 +1,91 @@
+//! The top layer: the microservices that make a bare cluster a research
+//! environment, and the DNS records that point at its edge.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::orchestrator::{ClusterFacts, Manifest, Orchestrator, ReadinessCheck};
+use crate::resource::CloudResource;
+
+/// A URL a microservice or app serves, printed at the end of `vre apply`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub name: String,
+    pub url: String,
+}
+
+/// One microservice (shared storage, object storage, the edge load balancer,
+/// an app). Object-safe; used as `Arc<dyn Microservice>`.
+#[async_trait]
+pub trait Microservice: Send + Sync {
+    /// Unique name; other microservices list it in `depends_on`.
+    fn name(&self) -> &str;
+
+    /// Names of microservices that must be ready first.
+    fn depends_on(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The objects it needs, given the cluster.
+    fn objects(&self, facts: &ClusterFacts) -> Result<Vec<Manifest>>;
+
+    /// How to tell it is up.
+    fn readiness(&self, facts: &ClusterFacts) -> Vec<ReadinessCheck>;
+
+    /// What it serves, once up.
+    fn endpoints(&self, _facts: &ClusterFacts) -> Vec<Endpoint> {
+        Vec::new()
+    }
+
+    /// Installs it: by default applies [`Microservice::objects`] and waits on
+    /// [`Microservice::readiness`]. Override for installs that need more
+    /// (a Helm release).
+    async fn install(&self, orchestrator: &dyn Orchestrator, facts: &ClusterFacts, timeout: Duration) -> Result<()> {
+        orchestrator.apply(&self.objects(facts)?).await?;
+        orchestrator.wait_ready(&self.readiness(facts), timeout).await
+    }
+
+    /// Removes it: by default deletes its objects in reverse order.
+    async fn remove(&self, orchestrator: &dyn Orchestrator, facts: &ClusterFacts) -> Result<()> {
+        let mut objects = self.objects(facts)?;
+        objects.reverse();
+        orchestrator.delete(&objects).await
+    }
+}
+
+/// A DNS record vre manages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsRecord {
+    /// Fully qualified name (`*.mylab.example.org`).
+    pub name: String,
+    pub address: IpAddr,
+    /// Proxied through the DNS provider's CDN (Cloudflare).
+    pub proxied: bool,
+}
+
+/// Records for the edge. Object-safe; used as `Arc<dyn Dns>`.
+#[async_trait]
+pub trait Dns: Send + Sync {
+    fn name(&self) -> &str;
+
+    /// The domain apps live under, given the edge addresses, or `None` when
+    /// there is no edge address yet.
+    fn domain(&self, cluster: &str, edge_ips: &[IpAddr]) -> Option<String>;
+
+    /// The records that should exist for these edge addresses.
+    fn records(&self, cluster: &str, edge_ips: &[IpAddr]) -> Vec<DnsRecord>;
+
+    /// Creates or updates the records (tagged with the cluster) and returns
+    /// them as resources (`kind = DnsRecord`).
+    async fn ensure_records(&self, cluster: &str, records: &[DnsRecord]) -> Result<Vec<CloudResource>>;
+
+    /// Every record tagged with the cluster, including stale ones.
+    async fn list_records(&self, cluster: &str) -> Result<Vec<CloudResource>>;
+
+    /// Deletes one record; an absent record is success.
+    async fn delete_record(&self, record: &CloudResource) -> Result<()>;
+}

@@ -1,0 +1,400 @@
+//! The `CloudProvider` trait every cloud implements, the requests the engine
+//! hands it, and the registry through which the CLI and library users find
+//! providers by name.
+//!
+//! # Contract
+//! Every create is keyed by the resource's unique name (`<cluster>-...`) and
+//! tagged with [`crate::CLUSTER_TAG`] and [`crate::KEY_TAG`] (or the cloud's
+//! nearest equivalent). Calling it again after a timeout or a crash must not
+//! make a second resource: look the name up first, or use the cloud's
+//! idempotency token. The engine relies on this to retry and to resume.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::events::EventSink;
+use crate::resource::{CloudResource, ResourceKey, ResourceKind};
+use crate::spec::{
+    ClusterSpec, Diagnostics, ImageSpec, Ipv4Cidr, LoadedSpec, PortRange, ProviderTables, Role, SPEC_FILE, parse_spec,
+};
+
+/// What a cloud offers natively.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// One call creates many identical instances (Nova multiple-create, EC2
+    /// RunInstances count, GCE bulkInsert).
+    pub multi_create: bool,
+    /// Largest batch one such call accepts.
+    pub max_batch: u32,
+    /// Instances can be given a fixed private address at creation.
+    pub fixed_private_ip: bool,
+    /// A managed load balancer exists (ELBv2, Octavia, ...).
+    pub load_balancer: bool,
+    /// A managed shared file system exists (EFS, Manila, Filestore, ...).
+    pub shared_file_system: bool,
+    /// Public IPs are bound when the instance is created (GCE, Azure); otherwise
+    /// they are associated once the instance is running (OpenStack, AWS).
+    pub public_ip_at_create: bool,
+    /// The subnet's DNS resolvers are set from `network.dns_servers`
+    /// (OpenStack); otherwise instances use the cloud's own resolver and a
+    /// non-default setting is reported as ignored.
+    pub custom_dns_servers: bool,
+}
+
+/// Everything one call needs to know about the cluster it works for.
+#[derive(Clone, Debug)]
+pub struct ClusterRef {
+    /// The cluster name (tag value and name prefix).
+    pub name: String,
+}
+
+impl ClusterRef {
+    pub fn new(name: impl Into<String>) -> Self {
+        ClusterRef { name: name.into() }
+    }
+
+    /// `<cluster>-<suffix>`: the name of a cluster-wide resource.
+    pub fn resource_name(&self, suffix: &str) -> String {
+        format!("{}-{}", self.name, suffix)
+    }
+}
+
+/// The cluster network the provider must make sure exists.
+#[derive(Clone, Debug)]
+pub struct NetworkRequest {
+    pub cidr: Ipv4Cidr,
+    pub dns_servers: Vec<IpAddr>,
+}
+
+/// The network as built: the primary resource and what instances need.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    /// The network itself (`key = network`); `attrs` carry ids such as
+    /// [`crate::resource::attr::SUBNET_ID`].
+    pub network: CloudResource,
+    /// The subnet nodes get their addresses from.
+    pub cidr: Ipv4Cidr,
+}
+
+#[derive(Clone, Debug)]
+pub struct SecurityGroupRequest {
+    /// Ports opened to the world; all traffic between members is allowed.
+    pub ingress_ports: Vec<PortRange>,
+}
+
+/// One node to create.
+#[derive(Clone, Debug)]
+pub struct InstanceRequest {
+    pub key: ResourceKey,
+    /// `<cluster>-<role>-<index>`; unique in the cluster and the node's hostname.
+    pub name: String,
+    pub index: u32,
+    /// A fixed private address (the master's), when the provider supports it.
+    pub fixed_ip: Option<Ipv4Addr>,
+    /// A public IP allocated beforehand, for providers that bind it at creation.
+    pub public_ip: Option<CloudResource>,
+}
+
+/// Nodes of one role group, created together: a single multi-create call
+/// where the cloud has one. Every instance gets the same user data, which
+/// holds the join token (and on the master the CA key): `Debug` leaves it
+/// out, and nothing may log or store it.
+#[derive(Clone)]
+pub struct InstanceBatch {
+    pub role: Role,
+    pub flavor: String,
+    pub root_disk_gb: Option<u32>,
+    pub image: CloudResource,
+    pub network: NetworkInfo,
+    pub security_group: CloudResource,
+    pub key_pair: CloudResource,
+    /// cloud-init user data for the group (plain text; providers encode it).
+    pub user_data: String,
+    pub instances: Vec<InstanceRequest>,
+    /// Deterministic idempotency token for this batch (EC2 ClientToken).
+    pub token: String,
+}
+
+impl std::fmt::Debug for InstanceBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstanceBatch")
+            .field("role", &self.role)
+            .field("flavor", &self.flavor)
+            .field("root_disk_gb", &self.root_disk_gb)
+            .field("image", &self.image.name)
+            .field("network", &self.network.network.name)
+            .field("security_group", &self.security_group.name)
+            .field("key_pair", &self.key_pair.name)
+            .field("user_data", &format_args!("<{} bytes, redacted>", self.user_data.len()))
+            .field("instances", &self.instances)
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct VolumeRequest {
+    pub key: ResourceKey,
+    pub name: String,
+    pub size_gb: u32,
+}
+
+/// A cloud, as the engine drives it. Object-safe; used as `Arc<dyn CloudProvider>`.
+#[async_trait]
+pub trait CloudProvider: Send + Sync {
+    /// The registered provider name.
+    fn name(&self) -> &str;
+
+    fn capabilities(&self) -> Capabilities;
+
+    /// Checks the spec against the cloud before anything is created: that
+    /// flavors, the image (or its import source), the external network and
+    /// quotas exist. Returns every problem as (spec field, message).
+    async fn preflight(&self, cluster: &ClusterRef, spec: &ClusterSpec) -> Result<Vec<(String, String)>>;
+
+    /// Finds the image by name, importing it from `image.source` when absent;
+    /// returns once it is usable.
+    async fn ensure_image(&self, cluster: &ClusterRef, image: &ImageSpec) -> Result<CloudResource>;
+
+    /// Network, subnet and the route to the internet (router, gateway), or
+    /// the existing network the provider's table names.
+    async fn ensure_network(&self, cluster: &ClusterRef, request: &NetworkRequest) -> Result<NetworkInfo>;
+
+    /// A security group allowing all traffic between its members plus the ingress ports.
+    async fn ensure_security_group(
+        &self,
+        cluster: &ClusterRef,
+        network: &NetworkInfo,
+        request: &SecurityGroupRequest,
+    ) -> Result<CloudResource>;
+
+    /// Imports the SSH public key.
+    async fn ensure_key_pair(&self, cluster: &ClusterRef, public_key: &str) -> Result<CloudResource>;
+
+    /// Creates the batch's instances that do not exist yet (one call when the
+    /// cloud supports multi-create) and returns all of them, possibly still pending.
+    async fn create_instances(&self, cluster: &ClusterRef, batch: &InstanceBatch) -> Result<Vec<CloudResource>>;
+
+    /// Waits until the instances are running with their addresses known.
+    /// Polls in batches (never one call per instance per second); an
+    /// instance the cloud put in error is reported with the cloud's reason.
+    async fn wait_instances(
+        &self,
+        cluster: &ClusterRef,
+        instances: &[CloudResource],
+        timeout: Duration,
+    ) -> Result<Vec<CloudResource>>;
+
+    async fn create_volume(&self, cluster: &ClusterRef, request: &VolumeRequest) -> Result<CloudResource>;
+
+    /// Attaches `volume` to `instance` (no-op when already attached); the
+    /// result is a `VolumeAttachment` with the device in `attrs`.
+    async fn attach_volume(
+        &self,
+        cluster: &ClusterRef,
+        key: &ResourceKey,
+        volume: &CloudResource,
+        instance: &CloudResource,
+    ) -> Result<CloudResource>;
+
+    /// Allocates a public IP for the node `key` belongs to (before the node
+    /// exists, so its address can go into certificates).
+    async fn allocate_public_ip(&self, cluster: &ClusterRef, key: &ResourceKey, name: &str) -> Result<CloudResource>;
+
+    /// Binds an allocated public IP to a running instance (no-op when bound).
+    async fn associate_public_ip(
+        &self,
+        cluster: &ClusterRef,
+        ip: &CloudResource,
+        instance: &CloudResource,
+    ) -> Result<CloudResource>;
+
+    /// Every resource tagged with the cluster (or named with its prefix),
+    /// keyed where the provider can tell. The source of truth for plan and destroy.
+    async fn inventory(&self, cluster: &ClusterRef) -> Result<Vec<CloudResource>>;
+
+    /// Deletes one resource and returns once it is gone; a resource already
+    /// gone is success.
+    async fn delete(&self, cluster: &ClusterRef, resource: &CloudResource) -> Result<()>;
+
+    /// The destroy wave of `kind` (lower goes first).
+    fn destroy_rank(&self, kind: &ResourceKind) -> u32 {
+        kind.destroy_rank()
+    }
+
+    /// The address vre should dial to reach `addr` inside the cloud. Real
+    /// clouds answer `addr`; the embedded simulator maps it to loopback.
+    async fn reachable(&self, addr: SocketAddr) -> Result<SocketAddr> {
+        Ok(addr)
+    }
+}
+
+/// The text `vre init` writes for a provider.
+#[derive(Clone, Debug, Default)]
+pub struct ProviderTemplate {
+    /// Comment lines for the top of vre.toml: where credentials come from.
+    pub credentials: String,
+    pub image: String,
+    pub image_source: Option<String>,
+    pub image_preinstalled: bool,
+    pub ssh_user: String,
+    pub master_flavor: String,
+    pub worker_flavor: String,
+    pub storage_flavor: String,
+    pub edge_flavor: String,
+    /// The provider's own table, commented TOML including its `[header]`.
+    pub table: String,
+}
+
+/// What a factory gets to build a provider.
+#[derive(Clone)]
+pub struct ProviderContext {
+    pub spec: Arc<ClusterSpec>,
+    /// The deployment directory (state, keys, kubeconfig live here).
+    pub dir: PathBuf,
+    pub events: EventSink,
+    /// Environment variables (passed in so tests control them).
+    pub env: BTreeMap<String, String>,
+}
+
+impl ProviderContext {
+    pub fn new(spec: Arc<ClusterSpec>, dir: PathBuf) -> Self {
+        ProviderContext {
+            spec,
+            dir,
+            events: EventSink::none(),
+            env: std::env::vars().collect(),
+        }
+    }
+
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.env.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+}
+
+/// Makes a provider from a spec. Registered by name in a [`ProviderRegistry`];
+/// downstream crates add clouds by implementing this.
+#[async_trait]
+pub trait ProviderFactory: Send + Sync {
+    /// The value of `provider = "..."`.
+    fn name(&self) -> &str;
+
+    /// One line for `vre providers`.
+    fn description(&self) -> &str;
+
+    /// The provider's table in vre.toml (default: its name).
+    fn table(&self) -> &str {
+        self.name()
+    }
+
+    fn template(&self) -> ProviderTemplate;
+
+    /// Reads `spec.provider_table` with [`crate::spec::TableReader`],
+    /// reporting every problem (unknown keys included) into `diags`.
+    fn check_table(&self, spec: &ClusterSpec, diags: &mut Diagnostics);
+
+    /// Resolves credentials from the cloud's standard sources, without any
+    /// network call; a missing credential is [`Error::Credentials`] naming the
+    /// variable or file to set. Then builds the provider.
+    async fn build(&self, ctx: ProviderContext) -> Result<Arc<dyn CloudProvider>>;
+}
+
+/// `name -> factory`, open to downstream crates.
+#[derive(Clone, Default)]
+pub struct ProviderRegistry {
+    factories: BTreeMap<String, Arc<dyn ProviderFactory>>,
+}
+
+impl std::fmt::Debug for ProviderRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.factories.keys()).finish()
+    }
+}
+
+impl ProviderRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a factory; a name registered twice is replaced (last wins), so a
+    /// downstream crate can override a built-in provider.
+    pub fn register(&mut self, factory: Arc<dyn ProviderFactory>) -> &mut Self {
+        self.factories.insert(factory.name().to_string(), factory);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<dyn ProviderFactory>> {
+        self.factories.get(name).cloned()
+    }
+
+    pub fn factories(&self) -> impl Iterator<Item = &Arc<dyn ProviderFactory>> {
+        self.factories.values()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.factories.keys().cloned().collect()
+    }
+
+    pub fn tables(&self) -> ProviderTables {
+        ProviderTables {
+            tables: self
+                .factories
+                .values()
+                .map(|f| (f.name().to_string(), f.table().to_string()))
+                .collect(),
+        }
+    }
+
+    /// Parses and validates spec text (as found in `dir`), the provider's
+    /// table included. Every problem comes back at once.
+    pub fn parse_spec(&self, text: &str, file: &str, dir: &std::path::Path) -> Result<LoadedSpec> {
+        let check = |spec: &ClusterSpec, diags: &mut Diagnostics| {
+            if let Some(f) = self.get(&spec.provider) {
+                f.check_table(spec, diags);
+            }
+        };
+        parse_spec(text, file, dir, &self.tables(), &check).map_err(Error::Spec)
+    }
+
+    /// Reads `<dir>/vre.toml`.
+    pub fn load_spec(&self, dir: &std::path::Path) -> Result<LoadedSpec> {
+        let path = dir.join(SPEC_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::input(
+                    SPEC_FILE,
+                    format!(
+                        "{} not found; run `vre init <provider> {}` or pass -C <dir>",
+                        path.display(),
+                        dir.display()
+                    ),
+                )
+            } else {
+                Error::io(format!("reading {}", path.display()), e)
+            }
+        })?;
+        self.parse_spec(&text, SPEC_FILE, dir)
+    }
+
+    /// Builds the provider a loaded spec names.
+    pub async fn build(&self, ctx: ProviderContext) -> Result<Arc<dyn CloudProvider>> {
+        let f = self.get(&ctx.spec.provider).ok_or_else(|| {
+            Error::input(
+                "provider",
+                format!(
+                    "unknown provider \"{}\"; registered: {}",
+                    ctx.spec.provider,
+                    self.names().join(", ")
+                ),
+            )
+        })?;
+        f.build(ctx).await
+    }
+}

@@ -1,0 +1,11 @@
+//! Test support for crates that add a cloud to vre (dev-dependency only).
+//!
+//! - [`http`]: a scripted HTTP endpoint on 127.0.0.1 that answers recorded
+//!   responses per route and logs every request, for unit tests of REST
+//!   clients (token endpoints, long-running operations, error answers);
+//! - [`template`]: the checks every provider's `vre init` template must
+//!   pass: the spec it yields validates (the provider's table included), and
+//!   a typo in that table is reported with its line.
+
+pub mod http;
+pub mod template;
