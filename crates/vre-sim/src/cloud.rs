@@ -302,6 +302,8 @@ impl CloudServer {
         );
         if fresh {
             cloud.mark_dirty();
+        } else {
+            cloud.resync_machines();
         }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let router = router(cloud.clone());

@@ -396,12 +396,22 @@ impl Clusters {
     }
 
     fn start_plan(&self, machine: &Machine) {
+        // shutting down: the saved state no longer changes, and the next
+        // start hears of this boot again (`resync`)
+        if *self.stop.borrow() {
+            return;
+        }
         // cloud-init runs user data once per instance: a machine already
         // seen (booted again, or resumed after a restart) only refreshes
         // its addresses.
-        if self.lock().machines.contains_key(&machine.id) {
+        let known = {
+            let reg = self.lock();
+            reg.machines.contains_key(&machine.id) || reg.clusters.contains_key(&machine.id)
+        };
+        if known {
             return self.addresses(machine);
         }
+        tracing::info!(target: "vre_sim::kube", "machine {} ({}) boots and runs its user data", machine.name, machine.id);
         let plan = match machine.user_data.as_deref().map(bootstrap::plan) {
             None | Some(Ok(None)) => return,
             Some(Err(reason)) => {
@@ -501,9 +511,22 @@ impl Clusters {
         let dns = kubeadm::dns_ip(cluster.service_cidr());
         let seeds = kubeadm::init_objects(plan, &cluster.meta, &advertise, &dns);
         cluster.seed(&seeds);
-        let running = self.launch(cluster.clone(), 0, machine.private_ip, machine.public_ips.clone(), 0)?;
+        let mut running = self.launch(cluster.clone(), 0, machine.private_ip, machine.public_ips.clone(), 0)?;
         {
             let mut reg = self.lock();
+            // Addresses may have changed while the control plane came up
+            // (a floating IP associated): the record has the current ones.
+            match reg.machines.get(&machine.id) {
+                Some(rec) => {
+                    running.public_ips = rec.machine.public_ips.clone();
+                    running.private_ip = rec.machine.private_ip.or(running.private_ip);
+                }
+                None => {
+                    drop(reg);
+                    self.spawn(stop_running(running));
+                    return Err("the machine was deleted while kubeadm init ran".into());
+                }
+            }
             reg.clusters.insert(machine.id.clone(), running);
             reg.dirty = true;
         }
@@ -638,20 +661,23 @@ impl Clusters {
         if let Err(e) = cluster.create_system(("coordination.k8s.io", "leases"), lease, KUBELET) {
             tracing::debug!(target: "vre_sim::kube", "node lease for {node_name}: {e}");
         }
-        if let Ok(mut m) = edge.by_node.lock() {
-            m.insert(node_name.to_string(), machine.public_ips.clone());
-        }
-        edge.changed.notify_one();
         {
             let mut r = self.lock();
+            // the record's addresses, not the snapshot this join started
+            // with: a floating IP associated meanwhile changed them
+            // (none when the machine was deleted meanwhile)
             if let Some(rec) = r.machines.get_mut(&machine.id) {
                 rec.cluster = Some(cluster_id.to_string());
                 rec.node = Some(node_name.to_string());
                 rec.phase = Phase::Registered;
                 rec.machine.user_data = None;
+                if let Ok(mut m) = edge.by_node.lock() {
+                    m.insert(node_name.to_string(), rec.machine.public_ips.clone());
+                }
             }
             r.dirty = true;
         }
+        edge.changed.notify_one();
         let (cid, mid, node) = (cluster_id.to_string(), machine.id.clone(), node_name.to_string());
         self.after(self.config.ready_time, move |c| c.node_ready(&cid, &mid, &node));
         Ok(())
@@ -1018,5 +1044,41 @@ impl MachineEvents for Clusters {
 
     fn deleted(&self, machine: &Machine) {
         self.machine_deleted(machine);
+    }
+
+    fn resync(&self, running: &[Machine]) {
+        let live: std::collections::HashSet<&str> = running.iter().map(|m| m.id.as_str()).collect();
+        let gone: Vec<Machine> = {
+            let reg = self.lock();
+            let mut gone: Vec<Machine> = reg
+                .machines
+                .values()
+                .filter(|r| !live.contains(r.machine.id.as_str()))
+                .map(|r| r.machine.clone())
+                .collect();
+            // a master whose record was not saved still runs its cluster
+            gone.extend(
+                reg.clusters
+                    .iter()
+                    .filter(|(id, _)| !live.contains(id.as_str()) && !reg.machines.contains_key(*id))
+                    .map(|(id, r)| Machine {
+                        id: id.clone(),
+                        name: r.cluster.meta.master_name.clone(),
+                        project_id: r.cluster.meta.project_id.clone(),
+                        private_ip: r.private_ip,
+                        public_ips: r.public_ips.clone(),
+                        user_data: None,
+                        metadata: BTreeMap::new(),
+                    }),
+            );
+            gone
+        };
+        for m in &gone {
+            tracing::info!(target: "vre_sim::kube", "machine {} ({}) was deleted around the last shutdown", m.name, m.id);
+            self.machine_deleted(m);
+        }
+        for m in running {
+            self.start_plan(m);
+        }
     }
 }

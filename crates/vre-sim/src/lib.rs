@@ -179,6 +179,17 @@ pub trait MachineEvents: Send + Sync {
     fn addresses_changed(&self, machine: &Machine);
     /// The machine was deleted.
     fn deleted(&self, machine: &Machine);
+    /// The cloud (re)started on saved state: `running` are all its booted
+    /// machines. Events of the moments before the last shutdown may have
+    /// been lost (a boot after the cluster side saved, a deletion still in
+    /// the queue), so the cluster side reconciles: a machine it never heard
+    /// of boots, one it knows that is not listed is gone. The default
+    /// announces each machine as booted (which must be idempotent).
+    fn resync(&self, running: &[Machine]) {
+        for m in running {
+            self.booted(m);
+        }
+    }
 }
 
 /// Calls answered, by API, for benchmarks and tests.

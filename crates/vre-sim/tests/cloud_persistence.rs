@@ -132,3 +132,41 @@ async fn a_broken_state_file_is_a_clear_error() {
     let error = result.expect_err("a broken state file fails the start").to_string();
     assert!(error.contains("cloud.json") && error.contains("not valid"), "{error}");
 }
+
+#[tokio::test]
+async fn a_restart_tells_the_machine_side_what_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cloud.json");
+    let sim = start_with(options(&file, 0), fast_config()).await;
+    let (net, _, _) = sim.private_network("private", "10.0.0.0/24").await;
+    let kept = sim.active_server("kept", &net).await;
+    let gone = sim.active_server("gone", &net).await;
+    let (status, _) = sim.delete(&format!("/compute/v2.1/servers/{gone}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    eventually(|| async {
+        let (status, _) = sim.get(&format!("/compute/v2.1/servers/{gone}")).await;
+        (status == StatusCode::NOT_FOUND).then_some(())
+    })
+    .await;
+    sim.handle.shutdown().await.unwrap();
+
+    // events around a shutdown can be lost: the restarted cloud lists every
+    // booted machine first, with its addresses and user data
+    let sim = start_with(options(&file, 0), fast_config()).await;
+    let booted = eventually(|| async {
+        let b = sim.events.of("booted");
+        (!b.is_empty()).then_some(b)
+    })
+    .await;
+    let ids: Vec<&str> = booted.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, [kept.as_str()]);
+    assert_eq!(booted[0].name, "kept");
+    assert!(booted[0].private_ip.is_some_and(|ip| ip.octets()[..3] == [10, 0, 0]));
+    sim.handle.shutdown().await.unwrap();
+
+    // a fresh cloud has nothing to tell
+    let fresh = start_with(options(&dir.path().join("other.json"), 0), fast_config()).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(fresh.events.events.lock().unwrap().is_empty());
+    fresh.handle.shutdown().await.unwrap();
+}

@@ -1,6 +1,7 @@
 //! Cluster state survives a restart of the simulator: objects, nodes,
 //! join failures, the API server's port; watches from before the restart
-//! get 410 Expired and relist.
+//! get 410 Expired and relist; the restarted side reconciles with the
+//! machines the cloud runs.
 
 mod kube_support;
 
@@ -107,4 +108,72 @@ async fn clusters_reload_from_the_state_directory() {
         .unwrap();
     assert!(fresh.metadata.resource_version.unwrap().parse::<u64>().unwrap() > old_rv.parse::<u64>().unwrap());
     reloaded.shutdown().await;
+}
+
+/// The Ready condition's status of a node, if the node exists.
+fn ready_status(clusters: &Clusters, cluster: &str, node: &str) -> Option<String> {
+    let n = clusters.object(cluster, "", "nodes", "", node)?;
+    n["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .and_then(|c| c["status"].as_str())
+        .map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_reconciles_with_the_machines_the_cloud_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let tc = TestCluster::start_with(fast_config(), Some(dir.path().to_path_buf()), &labels(&[]), Some(&[])).await;
+    let kept = tc.join("w-1", "worker-1", Ipv4Addr::new(10, 0, 0, 21), &labels(&[]), None);
+    tc.join("w-2", "worker-2", Ipv4Addr::new(10, 0, 0, 22), &labels(&[]), None);
+    tc.wait_ready(&["master", "worker-1", "worker-2"]).await;
+    let (cluster_id, endpoint) = (tc.info.id.clone(), tc.info.endpoint);
+    tc.clusters.shutdown().await;
+    // the cloud boots a machine after the cluster side saved: not recorded,
+    // nor started in a simulator that is going away
+    let late = machine(
+        "w-3",
+        "worker-3",
+        Ipv4Addr::new(10, 0, 0, 23),
+        None,
+        worker_user_data(&format!("{MASTER_IP}:6443"), TOKEN, &tc.ca.pin, &labels(&[]), None),
+    );
+    tc.clusters.booted(&late);
+    assert!(ready_status(&tc.clusters, &cluster_id, "worker-3").is_none());
+    drop(tc.clusters);
+
+    // the restarted cloud lists what runs: worker-2 was deleted meanwhile,
+    // worker-3 booted
+    let reloaded = Clusters::new(
+        Arc::new(fast_config()),
+        Arc::new(SimStats::default()),
+        Some(dir.path().to_path_buf()),
+    );
+    reloaded.resync(&[tc.master.clone(), kept, late]);
+    eventually(10, "worker-3 joins after the restart", || {
+        (ready_status(&reloaded, &cluster_id, "worker-3")? == "True").then_some(())
+    })
+    .await;
+    eventually(10, "the deleted worker-2 goes Unknown", || {
+        (ready_status(&reloaded, &cluster_id, "worker-2")? == "Unknown").then_some(())
+    })
+    .await;
+    // the master and worker-1 ran their user data once: same cluster, same node
+    let info = reloaded.cluster_for(IpAddr::V4(MASTER_IP)).expect("the cluster is back");
+    assert_eq!((info.id.as_str(), info.endpoint), (cluster_id.as_str(), endpoint));
+    assert_eq!(ready_status(&reloaded, &cluster_id, "worker-1").as_deref(), Some("True"));
+    assert!(reloaded.join_failures().is_empty(), "{:?}", reloaded.join_failures());
+    reloaded.shutdown().await;
+
+    // a master the cloud no longer runs takes its cluster down
+    let again = Clusters::new(
+        Arc::new(fast_config()),
+        Arc::new(SimStats::default()),
+        Some(dir.path().to_path_buf()),
+    );
+    assert!(again.cluster_for(IpAddr::V4(MASTER_IP)).is_some());
+    again.resync(&[]);
+    assert!(again.cluster_for(IpAddr::V4(MASTER_IP)).is_none());
+    again.shutdown().await;
 }

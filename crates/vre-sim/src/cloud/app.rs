@@ -127,6 +127,14 @@ impl Cloud {
         result
     }
 
+    /// Tells the machine side every booted machine, first of all events:
+    /// after a start on saved state it reconciles with them (it may have
+    /// missed events around the last shutdown).
+    pub(crate) fn resync_machines(&self) {
+        let running = self.read(CloudState::booted_machines);
+        let _ = self.events.send(MachineEvent::Resync(running));
+    }
+
     /// Changes only bookkeeping (the fault dice): not worth a save.
     pub(crate) fn write_quiet<R>(&self, f: impl FnOnce(&mut CloudState) -> R) -> R {
         f(&mut self.lock())
@@ -191,6 +199,7 @@ impl Cloud {
                 MachineEvent::Booted(m) => events.booted(m),
                 MachineEvent::AddressesChanged(m) => events.addresses_changed(m),
                 MachineEvent::Deleted(m) => events.deleted(m),
+                MachineEvent::Resync(running) => events.resync(running),
             }
         }
     }

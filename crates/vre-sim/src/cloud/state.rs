@@ -51,6 +51,8 @@ pub(crate) enum MachineEvent {
     Booted(Machine),
     AddressesChanged(Machine),
     Deleted(Machine),
+    /// Every booted machine, at a start on saved state.
+    Resync(Vec<Machine>),
 }
 
 /// What a change produced besides itself, drained after the state lock is
@@ -339,6 +341,15 @@ impl CloudState {
     }
 
     // ---- machines ----
+
+    /// Every server that booted and is not being deleted, as machines.
+    pub(crate) fn booted_machines(&self) -> Vec<Machine> {
+        self.servers
+            .iter()
+            .filter(|s| s.booted && s.gone_at.is_none())
+            .map(|s| self.machine(s))
+            .collect()
+    }
 
     /// The machine a server is, as the cluster side sees it.
     pub(crate) fn machine(&self, server: &Server) -> Machine {
