@@ -2,7 +2,8 @@
 //!
 //! Ignored by default; `.ci/run` runs it with a fixed seed and count:
 //! `VRE_FAULT_SEED=7 VRE_FAULT_RUNS=12 cargo test --all-features --test fault_campaign -- --include-ignored --nocapture`
-//! (`VRE_FAULT_FROM=8 VRE_FAULT_RUNS=1` replays run 8 of that campaign alone).
+//! (`VRE_FAULT_FROM=8 VRE_FAULT_RUNS=1` replays run 8 of that campaign alone;
+//! `VRE_FAULT_KEEP=1` keeps every run's directory, logs and simulator state).
 //!
 //! Each run deploys a small VRE (1 master, 2 service, 1 storage, 1 edge) on
 //! a simulator in its own process (`vre sim serve`), with 5-30 ms of
@@ -151,6 +152,12 @@ fn faults_off() -> Vec<(String, String)> {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
+}
+
+/// The simulator logs what its machines do (kubeadm init and join, and why
+/// one failed) to `sim-serve.log`, kept with a failed run.
+fn sim_log_env() -> Vec<(String, String)> {
+    vec![("RUST_LOG".into(), "warn,vre_sim::kube=info".into())]
 }
 
 /// How a `vre` command ended.
@@ -392,7 +399,7 @@ fn campaign_run(root: &Path, index: u32, faults: &Faults) -> RunResult {
         out.problems.push(e);
         return out;
     }
-    let sim = match SimProcess::start(&dir, &[]) {
+    let sim = match SimProcess::start(&dir, &sim_log_env()) {
         Ok(s) => s,
         Err(e) => {
             out.problems.push(e);
@@ -419,7 +426,7 @@ fn campaign_run(root: &Path, index: u32, faults: &Faults) -> RunResult {
     if let Err(e) = sim.stop() {
         out.problems.push(e);
     }
-    let sim = match SimProcess::start(&dir, &faults_off()) {
+    let sim = match SimProcess::start(&dir, &[faults_off(), sim_log_env()].concat()) {
         Ok(s) => s,
         Err(e) => {
             out.problems.push(format!("restarting the simulator: {e}"));
@@ -524,10 +531,19 @@ fn campaign_run(root: &Path, index: u32, faults: &Faults) -> RunResult {
         out.problems.push(e);
     }
     println!("  {} ({:.0} s)", story.join(" -> "), started.elapsed().as_secs_f64());
-    if out.problems.is_empty() {
+    if out.problems.is_empty() && std::env::var_os("VRE_FAULT_KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
         println!("  kept {} for inspection (vre.log, sim-serve.log)", dir.display());
+    }
+    if !out.problems.is_empty() {
+        // what the simulated machines did (kubeadm init / join and why one
+        // failed): CI keeps only this output
+        let log = std::fs::read_to_string(dir.join("sim-serve.log")).unwrap_or_default();
+        let machines: Vec<&str> = log.lines().filter(|l| l.contains("vre_sim")).collect();
+        for line in &machines[machines.len().saturating_sub(40)..] {
+            println!("  sim: {}", line.trim());
+        }
     }
     out
 }
@@ -583,7 +599,7 @@ fn faults_never_leave_duplicates_or_leaks_and_apply_converges() {
         "runs {runs}, converged {converged}, leaked {leaked}, duplicated {duplicated} ({:.0} s)",
         started.elapsed().as_secs_f64()
     );
-    if failures.is_empty() {
+    if failures.is_empty() && std::env::var_os("VRE_FAULT_KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&root);
     }
     assert!(

@@ -31,10 +31,14 @@ pub struct SimProcess {
 impl SimProcess {
     /// Starts `vre sim serve -C dir` with `env` (e.g. `VRE_SIM_*` knobs) and
     /// waits until its control API answers. Its output goes to
-    /// `<dir>/sim-serve.log`.
+    /// `<dir>/sim-serve.log` (appended: a restart keeps what the last one said).
     pub fn start(dir: &Path, env: &[(String, String)]) -> Result<SimProcess, String> {
         let log_path = dir.join("sim-serve.log");
-        let log = std::fs::File::create(&log_path).map_err(|e| format!("creating {}: {e}", log_path.display()))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| format!("opening {}: {e}", log_path.display()))?;
         let err = log.try_clone().map_err(|e| e.to_string())?;
         let mut cmd = vre_command(&["sim", "serve", "-C", &dir.display().to_string()]);
         cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
