@@ -76,7 +76,11 @@ impl ClusterCa {
     /// A new CA (ECDSA P-256, which kubeadm and every kube-apiserver since
     /// 1.x accept), valid for ten years.
     pub fn generate(cluster: &str) -> Result<Self> {
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        Self::self_signed(KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?, cluster)
+    }
+
+    /// The CA certificate of `key`, issued now for ten years.
+    fn self_signed(key: KeyPair, cluster: &str) -> Result<Self> {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, "kubernetes");
@@ -147,6 +151,11 @@ impl ClusterCa {
 
     /// Loads `ca.crt` and `ca.key` from `pki_dir`, or creates them (0644 and
     /// 0600) when neither exists. Returns the CA and whether it was created.
+    ///
+    /// The key is written first: a run interrupted before the certificate
+    /// was written leaves only `ca.key`, which nothing used yet (user data
+    /// is made after both exist). The certificate is then issued again from
+    /// that key: same key, same pin (`sha256:` of the public key).
     pub fn load_or_create(pki_dir: &Path, cluster: &str) -> Result<(Self, bool)> {
         let cert_path = pki_dir.join(CA_CERT_FILE);
         let key_path = pki_dir.join(CA_KEY_FILE);
@@ -170,13 +179,23 @@ impl ClusterCa {
                     cert_path.display()
                 ),
             }),
-            (false, true) => Err(KubeError::Corrupt {
-                path: cert_path,
-                message: format!(
-                    "is missing while {} exists; restore it from a backup (nodes pin this CA)",
-                    key_path.display()
-                ),
-            }),
+            (false, true) => {
+                let key_pem = fs::read_to_string(&key_path).map_err(|e| KubeError::file(&key_path, "read", e))?;
+                let key = KeyPair::from_pem(&key_pem).map_err(|e| KubeError::Corrupt {
+                    path: key_path.clone(),
+                    message: format!(
+                        "is not a PKCS#8 private key ({e}) and {CA_CERT_FILE} is missing; remove the directory only if no cluster uses it yet"
+                    ),
+                })?;
+                let ca = Self::self_signed(key, cluster)?;
+                write_file(&cert_path, ca.cert_pem.as_bytes(), 0o644)?;
+                tracing::warn!(
+                    path = %cert_path.display(),
+                    hash = ca.cert_hash(),
+                    "the CA certificate was missing (an interrupted run?): issued again from ca.key, same pin"
+                );
+                Ok((ca, false))
+            }
         }
     }
 
@@ -343,6 +362,24 @@ mod tests {
         fs::remove_file(pki.join(CA_KEY_FILE)).unwrap();
         let e = ClusterCa::load_or_create(&pki, "lab").unwrap_err().to_string();
         assert!(e.contains("ca.key") && e.contains("missing"), "{e}");
+    }
+
+    #[test]
+    fn a_key_left_without_its_certificate_gets_it_again_with_the_same_pin() {
+        // a run killed between writing ca.key and ca.crt
+        let dir = tempfile::tempdir().unwrap();
+        let pki = pki_dir(dir.path());
+        let (first, _) = ClusterCa::load_or_create(&pki, "lab").unwrap();
+        let key_before = fs::read_to_string(pki.join(CA_KEY_FILE)).unwrap();
+        fs::remove_file(pki.join(CA_CERT_FILE)).unwrap();
+        let (again, created) = ClusterCa::load_or_create(&pki, "lab").unwrap();
+        assert!(!created, "the CA is not new: its key is");
+        assert_eq!(again.cert_hash(), first.cert_hash(), "joins pinned before still verify");
+        assert_eq!(fs::read_to_string(pki.join(CA_KEY_FILE)).unwrap(), key_before);
+        #[cfg(unix)]
+        assert_eq!(mode(&pki.join(CA_CERT_FILE)), 0o644);
+        let (loaded, _) = ClusterCa::load_or_create(&pki, "lab").unwrap();
+        assert_eq!(loaded.cert_pem(), again.cert_pem(), "written once, then loaded");
     }
 
     #[test]

@@ -160,9 +160,14 @@ async fn a_restart_reconciles_with_the_machines_the_cloud_runs() {
     })
     .await;
     // the master and worker-1 ran their user data once: same cluster, same node
-    let info = reloaded.cluster_for(IpAddr::V4(MASTER_IP)).expect("the cluster is back");
+    let info = reloaded
+        .cluster_for(IpAddr::V4(MASTER_IP))
+        .expect("the cluster is back");
     assert_eq!((info.id.as_str(), info.endpoint), (cluster_id.as_str(), endpoint));
-    assert_eq!(ready_status(&reloaded, &cluster_id, "worker-1").as_deref(), Some("True"));
+    assert_eq!(
+        ready_status(&reloaded, &cluster_id, "worker-1").as_deref(),
+        Some("True")
+    );
     assert!(reloaded.join_failures().is_empty(), "{:?}", reloaded.join_failures());
     reloaded.shutdown().await;
 
