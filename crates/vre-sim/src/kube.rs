@@ -15,7 +15,11 @@
 //!   pass NodeRestriction), else the reason is kept in
 //!   [`Clusters::join_failures`];
 //! - a deleted machine's Node turns NotReady (Unknown) like a vanished
-//!   kubelet; a deleted master stops its cluster.
+//!   kubelet; a deleted master stops its cluster;
+//! - a cloud started on saved state lists its booted machines first
+//!   ([`MachineEvents::resync`]): one never recorded here (it booted while
+//!   the simulator shut down) runs its user data, one recorded here but no
+//!   longer in the cloud is deleted.
 //!
 //! Each API server offers discovery, CRUD for every built-in kind and for
 //! CRD-defined kinds, watch, merge/JSON/strategic patches, server-side
@@ -33,7 +37,9 @@
 //! (requests in protobuf are understood for the kinds kubectl's typed
 //! clients send, answers are JSON); aggregated discovery (clients fall back
 //! to the per-group documents); OpenAPI schemas (the v3 documents list the
-//! PATCH operations kubectl checks for server-side field validation);
+//! PATCH operations kubectl checks for server-side field validation; the v2
+//! document, in JSON or protobuf, has no definitions, so kubectl validates
+//! nothing client-side);
 //! Events; periodic kubelet heartbeats (conditions carry the time of the
 //! last status change); a node waiting for a CNI before turning Ready.
 
