@@ -160,6 +160,11 @@ fn sim_log_env() -> Vec<(String, String)> {
     vec![("RUST_LOG".into(), "warn,vre_sim::kube=info".into())]
 }
 
+/// `VRE_FAULT_KEEP` set: runs that passed keep their directories too.
+fn keep_directories() -> bool {
+    std::env::var_os("VRE_FAULT_KEEP").is_some()
+}
+
 /// How a `vre` command ended.
 #[derive(Debug)]
 enum Outcome {
@@ -531,7 +536,7 @@ fn campaign_run(root: &Path, index: u32, faults: &Faults) -> RunResult {
         out.problems.push(e);
     }
     println!("  {} ({:.0} s)", story.join(" -> "), started.elapsed().as_secs_f64());
-    if out.problems.is_empty() && std::env::var_os("VRE_FAULT_KEEP").is_none() {
+    if out.problems.is_empty() && !keep_directories() {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
         println!("  kept {} for inspection (vre.log, sim-serve.log)", dir.display());
@@ -599,7 +604,7 @@ fn faults_never_leave_duplicates_or_leaks_and_apply_converges() {
         "runs {runs}, converged {converged}, leaked {leaked}, duplicated {duplicated} ({:.0} s)",
         started.elapsed().as_secs_f64()
     );
-    if failures.is_empty() && std::env::var_os("VRE_FAULT_KEEP").is_none() {
+    if failures.is_empty() && !keep_directories() {
         let _ = std::fs::remove_dir_all(&root);
     }
     assert!(

@@ -160,11 +160,7 @@ impl ClusterCa {
         let cert_path = pki_dir.join(CA_CERT_FILE);
         let key_path = pki_dir.join(CA_KEY_FILE);
         match (cert_path.exists(), key_path.exists()) {
-            (true, true) => {
-                let cert = fs::read_to_string(&cert_path).map_err(|e| KubeError::file(&cert_path, "read", e))?;
-                let key = fs::read_to_string(&key_path).map_err(|e| KubeError::file(&key_path, "read", e))?;
-                Ok((Self::from_pem(&cert, &key, pki_dir)?, false))
-            }
+            (true, true) => Ok((Self::load(pki_dir)?, false)),
             (false, false) => {
                 let ca = Self::generate(cluster)?;
                 create_private_dir(pki_dir)?;
@@ -180,8 +176,7 @@ impl ClusterCa {
                 ),
             }),
             (false, true) => {
-                let key_pem = fs::read_to_string(&key_path).map_err(|e| KubeError::file(&key_path, "read", e))?;
-                let key = KeyPair::from_pem(&key_pem).map_err(|e| KubeError::Corrupt {
+                let key = KeyPair::from_pem(&read_text(&key_path)?).map_err(|e| KubeError::Corrupt {
                     path: key_path.clone(),
                     message: format!(
                         "is not a PKCS#8 private key ({e}) and {CA_CERT_FILE} is missing; remove the directory only if no cluster uses it yet"
@@ -203,9 +198,7 @@ impl ClusterCa {
     pub fn load(pki_dir: &Path) -> Result<Self> {
         let cert_path = pki_dir.join(CA_CERT_FILE);
         let key_path = pki_dir.join(CA_KEY_FILE);
-        let cert = fs::read_to_string(&cert_path).map_err(|e| KubeError::file(&cert_path, "read", e))?;
-        let key = fs::read_to_string(&key_path).map_err(|e| KubeError::file(&key_path, "read", e))?;
-        Self::from_pem(&cert, &key, pki_dir)
+        Self::from_pem(&read_text(&cert_path)?, &read_text(&key_path)?, pki_dir)
     }
 
     pub fn cert_pem(&self) -> &str {
@@ -285,6 +278,11 @@ pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
         b.mode(0o700);
     }
     b.create(dir).map_err(|e| KubeError::file(dir, "create directory", e))
+}
+
+/// The text of `path`; an error names the file.
+pub(crate) fn read_text(path: &Path) -> Result<String> {
+    fs::read_to_string(path).map_err(|e| KubeError::file(path, "read", e))
 }
 
 /// Writes `bytes` to `path` atomically (a temporary file in the same

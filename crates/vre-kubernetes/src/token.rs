@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::error::{KubeError, Result};
-use crate::pki::{create_private_dir, write_file};
+use crate::pki::{create_private_dir, read_text, write_file};
 
 /// File name of the token under the PKI directory (0600).
 pub const TOKEN_FILE: &str = "bootstrap-token.json";
@@ -105,7 +105,7 @@ impl BootstrapToken {
             path: PathBuf::from(path),
             message: format!("{message}; remove it and vre creates a new join token"),
         };
-        let text = std::fs::read_to_string(path).map_err(|e| KubeError::file(path, "read", e))?;
+        let text = read_text(path)?;
         let file: TokenFile = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
         let expires = OffsetDateTime::parse(&file.expires, &Rfc3339)
             .map_err(|e| corrupt(format!("`expires` is not an RFC 3339 time ({e})")))?;

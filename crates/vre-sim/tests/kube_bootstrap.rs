@@ -180,12 +180,9 @@ async fn deleted_workers_go_unknown_and_a_deleted_master_stops_the_cluster() {
     tc.wait_ready(&["worker-1"]).await;
     tc.clusters.deleted(&w);
     let node = eventually(10, "the node turning Unknown", || {
-        let n = tc.clusters.object(&tc.info.id, "", "nodes", "", "worker-1")?;
-        let unknown = n["status"]["conditions"]
-            .as_array()?
-            .iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "Unknown");
-        unknown.then_some(n)
+        (ready_status(&tc.clusters, &tc.info.id, "worker-1")? == "Unknown")
+            .then(|| tc.clusters.object(&tc.info.id, "", "nodes", "", "worker-1"))
+            .flatten()
     })
     .await;
     assert!(node_taint_keys(&node).contains(&"node.kubernetes.io/unreachable".to_string()));

@@ -110,17 +110,6 @@ async fn clusters_reload_from_the_state_directory() {
     reloaded.shutdown().await;
 }
 
-/// The Ready condition's status of a node, if the node exists.
-fn ready_status(clusters: &Clusters, cluster: &str, node: &str) -> Option<String> {
-    let n = clusters.object(cluster, "", "nodes", "", node)?;
-    n["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .and_then(|c| c["status"].as_str())
-        .map(str::to_string)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_reconciles_with_the_machines_the_cloud_runs() {
     let dir = tempfile::tempdir().unwrap();

@@ -268,14 +268,21 @@ impl TestCluster {
     pub async fn wait_ready(&self, nodes: &[&str]) {
         for n in nodes {
             eventually(10, &format!("node {n} Ready"), || {
-                let node = self.clusters.object(&self.info.id, "", "nodes", "", n)?;
-                let ready = node["status"]["conditions"]
-                    .as_array()?
-                    .iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
-                ready.then_some(())
+                (ready_status(&self.clusters, &self.info.id, n)? == "True").then_some(())
             })
             .await;
         }
     }
+}
+
+/// The status of a node's Ready condition (`True`, `False`, `Unknown`),
+/// if the node exists and has one.
+pub fn ready_status(clusters: &Clusters, cluster: &str, node: &str) -> Option<String> {
+    let n = clusters.object(cluster, "", "nodes", "", node)?;
+    n["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .and_then(|c| c["status"].as_str())
+        .map(str::to_string)
 }
