@@ -217,13 +217,30 @@ fn fake_helm(dir: &Path, fail: bool) -> PathBuf {
     } else {
         format!("printf '%s\\n' \"$@\" >> {}\n", dir.join("helm-args").display())
     };
-    fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    write_executable(&path, &format!("#!/bin/sh\n{body}"));
     path
+}
+
+/// Writes a script and makes it executable, through a `sh` child: were
+/// this process to hold the file open for writing, another test's thread
+/// forking at that moment would keep the descriptor until its exec, and
+/// running the script would fail with ETXTBSY ("Text file busy").
+#[cfg(unix)]
+fn write_executable(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut sh = std::process::Command::new("sh")
+        .args(["-c", "cat > \"$0\" && chmod 755 \"$0\""])
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    sh.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    assert!(sh.wait().unwrap().success(), "writing {}", path.display());
+}
+
+#[cfg(not(unix))]
+fn write_executable(path: &Path, text: &str) {
+    fs::write(path, text).unwrap();
 }
 
 fn chart_app(values: Option<&str>) -> AppSpec {
