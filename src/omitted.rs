@@ -65,7 +65,7 @@ impl OmittedProvider {
 
     /// What the user reads: the provider is left out, and how to get it.
     fn message(&self) -> String {
-        missing_feature_message(&format!("provider \"{}\"", self.name), self.feature)
+        missing_feature_message(&format!("the \"{}\" provider", self.name), self.feature)
     }
 }
 

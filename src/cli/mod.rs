@@ -215,7 +215,7 @@ async fn dispatch(cli: Cli, components: &Components, out: &mut dyn Write) -> Res
             name,
         } => {
             if let Some(feature) = components.missing_feature(&provider) {
-                let what = format!("provider \"{provider}\"");
+                let what = format!("the \"{provider}\" provider");
                 return Err(Error::input("provider", missing_feature_message(&what, feature)));
             }
             let written = init::init(
