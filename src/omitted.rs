@@ -10,39 +10,27 @@ use async_trait::async_trait;
 use vre_core::spec::Diagnostics;
 use vre_core::{CloudProvider, ClusterSpec, Error, ProviderContext, ProviderFactory, ProviderTemplate, Result};
 
-/// `(provider, its vre.toml table, the cargo feature that compiles it in)`
-/// of every built-in provider.
-const BUILT_IN: &[(&str, &str, &str)] = &[
-    ("local", "sim", "local"),
-    ("openstack", "openstack", "openstack"),
-    ("aws", "aws", "aws"),
-    ("gcp", "gcp", "gcp"),
-    ("azure", "azure", "azure"),
+/// `(provider, its vre.toml table, whether its cargo feature is on)` of
+/// every built-in provider; each provider's feature has its name.
+const BUILT_IN: &[(&str, &str, bool)] = &[
+    ("local", "sim", cfg!(feature = "local")),
+    ("openstack", "openstack", cfg!(feature = "openstack")),
+    ("aws", "aws", cfg!(feature = "aws")),
+    ("gcp", "gcp", cfg!(feature = "gcp")),
+    ("azure", "azure", cfg!(feature = "azure")),
 ];
-
-/// Whether the cargo feature of a built-in provider is on in this build.
-fn compiled_in(feature: &str) -> bool {
-    match feature {
-        "local" => cfg!(feature = "local"),
-        "openstack" => cfg!(feature = "openstack"),
-        "aws" => cfg!(feature = "aws"),
-        "gcp" => cfg!(feature = "gcp"),
-        "azure" => cfg!(feature = "azure"),
-        _ => false,
-    }
-}
 
 /// The stand-ins for the built-in providers this build leaves out.
 pub(crate) fn omitted_providers() -> Vec<Arc<OmittedProvider>> {
     BUILT_IN
         .iter()
-        .filter(|(_, _, feature)| !compiled_in(feature))
-        .map(|&(name, table, feature)| {
+        .filter(|(_, _, compiled_in)| !compiled_in)
+        .map(|&(name, table, _)| {
             Arc::new(OmittedProvider {
                 name,
                 table,
-                feature,
-                description: format!("(not in this build: rebuild vre with the cargo feature \"{feature}\")"),
+                feature: name,
+                description: format!("(not in this build: rebuild vre with the cargo feature \"{name}\")"),
             })
         })
         .collect()
@@ -101,5 +89,51 @@ impl ProviderFactory for OmittedProvider {
 
     async fn build(&self, _ctx: ProviderContext) -> Result<Arc<dyn CloudProvider>> {
         Err(Error::input("provider", self.message()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Components;
+
+    #[test]
+    fn a_spec_naming_a_left_out_provider_gets_one_problem_naming_the_feature() {
+        let aws = OmittedProvider {
+            name: "aws",
+            table: "aws",
+            feature: "aws",
+            description: String::new(),
+        };
+        let mut diags = Diagnostics::new();
+        aws.check_table(&ClusterSpec::new("lab", "aws"), &mut diags);
+        assert_eq!(diags.problems.len(), 1, "{diags}");
+        assert_eq!(diags.problems[0].field, "provider");
+        assert_eq!(
+            diags.problems[0].message,
+            "the \"aws\" provider is not in this build of vre, which was built without the cargo feature \"aws\"; \
+             rebuild vre with `--features aws`"
+        );
+    }
+
+    #[test]
+    fn only_the_providers_left_out_get_stand_ins() {
+        let components = Components::standard();
+        for &(name, table, compiled_in) in BUILT_IN {
+            let registered = components
+                .providers()
+                .get(name)
+                .expect("every built-in name is registered");
+            assert_eq!(registered.table(), table);
+            assert_eq!(
+                components.missing_feature(name),
+                (!compiled_in).then_some(name),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            omitted_providers().len(),
+            BUILT_IN.iter().filter(|(_, _, compiled_in)| !compiled_in).count()
+        );
     }
 }
