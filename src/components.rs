@@ -25,12 +25,17 @@ pub struct Components {
     microservices: Arc<MicroserviceFactory>,
     dns: Arc<DnsFactory>,
     env: Option<BTreeMap<String, String>>,
+    /// Built-in providers left out of this build, by name: the cargo
+    /// feature that brings each in (a stand-in is registered for each).
+    omitted: BTreeMap<String, &'static str>,
 }
 
 /// A deployment directory, opened: its spec (with locations for messages)
 /// and the deployment built from it.
 pub struct Opened {
+    /// The spec as read from `vre.toml`, with its source for located messages.
     pub loaded: LoadedSpec,
+    /// The deployment assembled from it.
     pub deployment: Deployment,
 }
 
@@ -41,15 +46,28 @@ impl Default for Components {
 }
 
 impl Components {
-    /// Every built-in provider (local, openstack, aws, gcp, azure), the
-    /// Kubernetes orchestrator, the storage / load-balancer / app
-    /// microservices and DNS the spec asks for.
+    /// Every built-in provider compiled in (local, openstack, aws, gcp,
+    /// azure: one cargo feature each), the Kubernetes orchestrator, the
+    /// storage / load-balancer / app microservices and DNS the spec asks for.
+    ///
+    /// A built-in provider whose feature is off is registered as a stand-in:
+    /// a spec naming it fails validation with a message naming the feature.
     pub fn standard() -> Self {
         let mut providers = ProviderRegistry::new();
-        providers.register(Arc::new(crate::local::LocalFactory));
+        let mut omitted = BTreeMap::new();
+        for stand_in in crate::omitted::omitted_providers() {
+            omitted.insert(stand_in.name().to_string(), stand_in.feature());
+            providers.register(stand_in);
+        }
+        #[cfg(feature = "local")]
+        providers.register(Arc::new(vre_local::LocalFactory));
+        #[cfg(feature = "openstack")]
         providers.register(Arc::new(vre_openstack::OpenStackFactory));
+        #[cfg(feature = "aws")]
         providers.register(Arc::new(vre_aws::AwsFactory));
+        #[cfg(feature = "gcp")]
         providers.register(Arc::new(vre_gcp::GcpFactory));
+        #[cfg(feature = "azure")]
         providers.register(Arc::new(vre_azure::AzureFactory));
         Components {
             providers,
@@ -57,13 +75,21 @@ impl Components {
             microservices: Arc::new(standard_microservices),
             dns: Arc::new(standard_dns),
             env: None,
+            omitted,
         }
     }
 
     /// Adds (or replaces) a cloud provider.
     pub fn register_provider(&mut self, factory: Arc<dyn ProviderFactory>) -> &mut Self {
+        self.omitted.remove(factory.name());
         self.providers.register(factory);
         self
+    }
+
+    /// The cargo feature that would compile in the built-in provider
+    /// `name`, when this build leaves it out (and nothing replaced it).
+    pub fn missing_feature(&self, name: &str) -> Option<&'static str> {
+        self.omitted.get(name).copied()
     }
 
     /// Replaces the orchestrator.
@@ -99,6 +125,7 @@ impl Components {
         self
     }
 
+    /// The registered cloud providers (stand-ins for left-out built-ins included).
     pub fn providers(&self) -> &ProviderRegistry {
         &self.providers
     }

@@ -7,8 +7,9 @@ use ssh_key::{Algorithm, LineEnding, PrivateKey};
 use vre_core::state::{write_atomic, write_private};
 use vre_core::{Error, Result};
 
-/// File names of the key pair inside a deployment directory.
+/// File name of the private key inside a deployment directory.
 pub const PRIVATE_KEY: &str = "ssh_key";
+/// File name of the public key inside a deployment directory.
 pub const PUBLIC_KEY: &str = "ssh_key.pub";
 
 /// Writes a new ed25519 key pair into `dir`: `ssh_key` (OpenSSH format,

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use vre_core::{Error, Result, Role};
 
 use crate::Components;
+use crate::omitted::missing_feature_message;
 use render::Renderer;
 
 #[derive(Parser, Debug)]
@@ -101,7 +102,7 @@ enum Command {
     },
     /// List the registered cloud providers.
     Providers,
-    /// The embedded simulator.
+    /// The embedded simulator (cargo feature `local`).
     Sim {
         #[command(subcommand)]
         command: SimCommand,
@@ -153,7 +154,8 @@ where
     let code = runtime.block_on(async move {
         let result = dispatch(cli, components, out).await;
         // the embedded simulator saves its state before the process ends
-        crate::local::shutdown_all().await;
+        #[cfg(feature = "local")]
+        vre_local::shutdown_all().await;
         match result {
             Ok(()) => 0,
             Err(e) => {
@@ -212,6 +214,10 @@ async fn dispatch(cli: Cli, components: &Components, out: &mut dyn Write) -> Res
             preset,
             name,
         } => {
+            if let Some(feature) = components.missing_feature(&provider) {
+                let what = format!("the \"{provider}\" provider");
+                return Err(Error::input("provider", missing_feature_message(&what, feature)));
+            }
             let written = init::init(
                 components.providers(),
                 &provider,
@@ -510,10 +516,11 @@ async fn ssh(dir: &Path, components: &Components, node: Option<&str>, args: &[St
     }
 }
 
+#[cfg(feature = "local")]
 async fn sim_serve(dir: &Path, components: &Components, json: bool, out: &mut dyn Write) -> Result<()> {
     let renderer = Renderer::new(json, false);
     let opened = components.open(dir, renderer.sink(), None).await?;
-    if opened.loaded.spec.provider != crate::local::PROVIDER {
+    if opened.loaded.spec.provider != vre_local::PROVIDER {
         return Err(Error::input(
             "provider",
             format!(
@@ -522,7 +529,7 @@ async fn sim_serve(dir: &Path, components: &Components, json: bool, out: &mut dy
             ),
         ));
     }
-    let endpoints = crate::local::endpoints(dir);
+    let endpoints = vre_local::endpoints(dir);
     renderer.finish().await;
     if json {
         let _ = writeln!(
@@ -539,4 +546,10 @@ async fn sim_serve(dir: &Path, components: &Components, json: bool, out: &mut dy
     let _ = tokio::signal::ctrl_c().await;
     drop(opened);
     Ok(())
+}
+
+/// Without the simulator compiled in, `vre sim serve` says which feature it needs.
+#[cfg(not(feature = "local"))]
+async fn sim_serve(_dir: &Path, _components: &Components, _json: bool, _out: &mut dyn Write) -> Result<()> {
+    Err(Error::input("sim", missing_feature_message("`vre sim serve`", "local")))
 }

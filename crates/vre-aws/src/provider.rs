@@ -1,6 +1,6 @@
 //! `AwsProvider`: the `CloudProvider` over EC2. The work is split by
-//! resource family: [`crate::image`], [`crate::network`],
-//! [`crate::instances`], [`crate::inventory`]; this file holds the shared
+//! resource family: the modules `image`, `network`, `instances` and
+//! `inventory`; this file holds the shared
 //! parts and the trait implementation that dispatches to them.
 
 use std::collections::HashMap;

@@ -1,6 +1,6 @@
 //! vre's [`Orchestrator`](vre_core::Orchestrator) on Kubernetes.
 //!
-//! Nodes bootstrap themselves: [`KubernetesOrchestrator::prepare`] creates
+//! Nodes bootstrap themselves: [`prepare`](vre_core::Orchestrator::prepare) creates
 //! a cluster CA and a join token locally (`<dir>/.vre/pki`, 0600), and the
 //! user data of each role (`#cloud-config`) runs `kubeadm init` on the
 //! master with that CA, or `kubeadm join` on the other nodes, pinning the
