@@ -7,9 +7,8 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use vre_core::spec::{AppSource, AppSpec, ClusterSpec};
 use vre_core::{ClusterFacts, Endpoint, Error, Manifest, Microservice, Orchestrator, ReadinessCheck, Result};
-use vre_loadbalancer::manifest_lint::CLUSTER_SCOPED;
-use vre_loadbalancer::placement::labels;
-use vre_loadbalancer::{AppRoute, app_ingress, app_url};
+use vre_microservice_kit::manifest_lint::CLUSTER_SCOPED;
+use vre_microservice_kit::{AppRoute, app_ingress, app_url, labels};
 
 use crate::helm::{Helm, Release};
 use crate::variables::{Context, substitute};

@@ -8,10 +8,11 @@ use serde_json::{Value, json};
 use vre_core::spec::HttpsMode;
 use vre_core::{ClusterFacts, ClusterSpec, Manifest, Microservice, NodeFact, ReadinessCheck, Role};
 
-use crate::manifest_lint::problems;
-use crate::placement::{taints_of, tolerates};
+use crate::Traefik;
 use crate::traefik::args_of;
-use crate::{AppRoute, Traefik, app_ingress, app_url};
+use vre_microservice_kit::manifest_lint::problems;
+use vre_microservice_kit::placement::{taints_of, tolerates};
+use vre_microservice_kit::{AppRoute, app_ingress, app_url};
 
 fn facts(
     dir: &Path,

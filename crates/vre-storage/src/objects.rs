@@ -5,8 +5,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 use vre_core::{ClusterFacts, Endpoint, Error, Manifest, Microservice, ReadinessCheck, Result, Role};
-use vre_loadbalancer::placement::{labels, node_affinity, role_affinity, selector, tolerations};
-use vre_loadbalancer::{AppRoute, app_ingress, app_url, local_secret};
+use vre_microservice_kit::placement::{node_affinity, role_affinity, tolerations};
+use vre_microservice_kit::{AppRoute, app_ingress, app_url, labels, local_secret, selector};
 
 /// Name of the shared-storage microservice.
 pub const NAME: &str = "storage";

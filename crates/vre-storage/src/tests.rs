@@ -8,8 +8,8 @@ use std::sync::Arc;
 use serde_json::Value;
 use vre_core::spec::HttpsMode;
 use vre_core::{ClusterFacts, ClusterSpec, Manifest, Microservice, NodeFact, ReadinessCheck, Role};
-use vre_loadbalancer::manifest_lint::problems;
-use vre_loadbalancer::placement::{taints_of, tolerates};
+use vre_microservice_kit::manifest_lint::problems;
+use vre_microservice_kit::placement::{taints_of, tolerates};
 
 use crate::*;
 

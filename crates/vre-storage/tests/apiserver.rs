@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use vre_core::spec::{AppExpose, AppSource, AppSpec, HttpsMode};
 use vre_core::{ClusterFacts, ClusterSpec, Manifest, Microservice, NodeFact, Role};
 use vre_loadbalancer::Traefik;
-use vre_loadbalancer::placement::taints_of;
+use vre_microservice_kit::placement::taints_of;
 use vre_storage::{ObjectStorage, SharedStorage};
 
 fn kubeconfig() -> String {

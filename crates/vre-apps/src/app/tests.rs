@@ -10,7 +10,7 @@ use serde_json::json;
 use vre_core::spec::{AppExpose, AppSource, AppSpec, ClusterSpec, ProviderTables, parse_spec};
 use vre_core::testing::FakeOrchestrator;
 use vre_core::{ClusterFacts, Microservice, NodeFact, ReadinessCheck, Role};
-use vre_loadbalancer::manifest_lint::problems;
+use vre_microservice_kit::manifest_lint::problems;
 
 use super::*;
 
