@@ -745,13 +745,4 @@ impl Microservice for ObjectStorage {
             .into_iter()
             .collect()
     }
-
-    /// The namespace is shared with the shared storage: removing the S3
-    /// gateway leaves it in place.
-    async fn remove(&self, orchestrator: &dyn vre_core::Orchestrator, facts: &ClusterFacts) -> Result<()> {
-        let mut objects = self.objects(facts)?;
-        objects.retain(|m| m.kind() != "Namespace");
-        objects.reverse();
-        orchestrator.delete(&objects).await
-    }
 }

@@ -452,3 +452,36 @@ fn presets_are_valid() {
     seen.sort();
     assert_eq!(seen, vec!["jupyter", "luigi"]);
 }
+
+#[test]
+fn settings_check_names_missing_files_before_any_cloud_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = cluster(false);
+    let check = |app: App| {
+        let mut d = vre_core::spec::Diagnostics::new();
+        app.check_settings(&spec, dir.path(), &mut d);
+        d.problems
+            .iter()
+            .map(|p| format!("{}: {}", p.field, p.message))
+            .collect::<Vec<_>>()
+    };
+    let missing = check(App::new(2, manifest_app("missing.yaml"), &spec));
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert!(missing[0].starts_with("apps[2].manifest: cannot read "), "{missing:?}");
+    let no_values = check(App::new(3, chart_app(Some("absent.yaml")), &spec));
+    assert_eq!(no_values.len(), 1, "{no_values:?}");
+    assert!(no_values[0].starts_with("apps[3].values: "), "{no_values:?}");
+    assert!(no_values[0].ends_with("does not exist; the path is relative to the deployment directory"));
+
+    fs::write(dir.path().join("present.yaml"), MANIFEST).unwrap();
+    fs::write(dir.path().join("hub-values.yaml"), "singleuser: {}\n").unwrap();
+    assert_eq!(
+        check(App::new(0, manifest_app("present.yaml"), &spec)),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        check(App::new(1, chart_app(Some("hub-values.yaml")), &spec)),
+        Vec::<String>::new()
+    );
+    assert_eq!(check(App::new(1, chart_app(None), &spec)), Vec::<String>::new());
+}
