@@ -10,13 +10,17 @@
 //! - [`local_secret`]: secrets generated once per cluster and kept in the
 //!   deployment directory;
 //! - [`ingress`]: the Ingress that routes `<app>.<domain>` through the edge,
-//!   and the URL users open.
+//!   and the URL users open;
+//! - `testing` (feature `testing`): the cluster facts microservice tests
+//!   render objects against.
 
 pub mod ingress;
 pub mod labels;
 pub mod local_secret;
 pub mod manifest_lint;
 pub mod placement;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use ingress::{ACME_RESOLVER, AppRoute, INGRESS_CLASS, app_ingress, app_url};
 pub use labels::{labels, selector};

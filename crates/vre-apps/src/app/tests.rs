@@ -3,38 +3,19 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 use vre_core::spec::{AppExpose, AppSource, AppSpec, ClusterSpec, ProviderTables, parse_spec};
 use vre_core::testing::FakeOrchestrator;
-use vre_core::{ClusterFacts, Microservice, NodeFact, ReadinessCheck, Role};
+use vre_core::{ClusterFacts, Microservice, ReadinessCheck, Role};
 use vre_microservice_kit::manifest_lint::problems;
+use vre_microservice_kit::testing::cluster_facts;
 
 use super::*;
 
 fn facts_for(spec: ClusterSpec, dir: &Path) -> ClusterFacts {
-    let mut nodes = Vec::new();
-    for g in &spec.nodes {
-        for i in 1..=g.count {
-            nodes.push(NodeFact {
-                name: spec.node_name(g.role, i),
-                role: g.role,
-                private_ip: None,
-                public_ip: None,
-                volume_device: None,
-            });
-        }
-    }
-    ClusterFacts {
-        spec: Arc::new(spec),
-        nodes,
-        edge_ips: vec!["192.0.2.7".parse().unwrap()],
-        domain: Some("192.0.2.7.nip.io".into()),
-        api_endpoint: "https://192.0.2.1:6443".into(),
-        dir: dir.to_path_buf(),
-    }
+    cluster_facts(spec, dir, |_, _, _| {})
 }
 
 fn cluster(storage: bool) -> ClusterSpec {
