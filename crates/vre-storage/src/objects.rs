@@ -175,6 +175,14 @@ fn pinned_deployment(component: &str, node: &str, command: Value, ports: Value, 
     }))
 }
 
+/// Container ports (TCP) named as the Service of the same component names them.
+fn container_ports(ports: &[(&str, u16)]) -> Value {
+    ports
+        .iter()
+        .map(|(n, p)| json!({"name": n, "containerPort": p, "protocol": "TCP"}))
+        .collect()
+}
+
 fn service(name: &str, component: &str, ports: &[(&str, u16)]) -> Manifest {
     let ports: Vec<Value> = ports
         .iter()
@@ -521,15 +529,13 @@ impl Microservice for SharedStorage {
             "-volumeSizeLimitMB=1024".into(),
             format!("-defaultReplication={replication}"),
         ];
-        out.push(service(MASTER_SERVICE, "master", &[("http", 9333), ("grpc", 19333)]));
+        let master_ports = [("http", 9333), ("grpc", 19333)];
+        out.push(service(MASTER_SERVICE, "master", &master_ports));
         out.push(pinned_deployment(
             "master",
             &first.name,
             weed("/data/master", &master_args),
-            json!([
-                {"name": "http", "containerPort": 9333, "protocol": "TCP"},
-                {"name": "grpc", "containerPort": 19333, "protocol": "TCP"},
-            ]),
+            container_ports(&master_ports),
             http_probe("/cluster/status", 9333),
         ));
         out.push(volume_daemonset());
@@ -542,15 +548,13 @@ impl Microservice for SharedStorage {
             format!("-master={}", master_addr()),
             format!("-defaultReplicaPlacement={replication}"),
         ];
-        out.push(service(FILER_SERVICE, "filer", &[("http", 8888), ("grpc", 18888)]));
+        let filer_ports = [("http", 8888), ("grpc", 18888)];
+        out.push(service(FILER_SERVICE, "filer", &filer_ports));
         out.push(pinned_deployment(
             "filer",
             &first.name,
             weed("/data/filer", &filer_args),
-            json!([
-                {"name": "http", "containerPort": 8888, "protocol": "TCP"},
-                {"name": "grpc", "containerPort": 18888, "protocol": "TCP"},
-            ]),
+            container_ports(&filer_ports),
             tcp_probe(8888),
         ));
         out.extend(csi_objects());
