@@ -39,7 +39,7 @@ const ACME_HOST_DIR: &str = "/var/lib/vre/traefik-acme";
 const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
 
-/// Cloudflare's published edge ranges (https://www.cloudflare.com/ips/):
+/// Cloudflare's published edge ranges (<https://www.cloudflare.com/ips/>):
 /// with `https = "cloudflare"` Traefik trusts the client address that
 /// Cloudflare puts in `X-Forwarded-For` only when the request comes from them.
 pub const CLOUDFLARE_RANGES: &[&str] = &[

@@ -3,7 +3,7 @@
 //!
 //! - [`placement`]: node affinity by role and the tolerations matching the
 //!   taints each role carries;
-//! - [`labels`]: the labels every applied object carries and the selector
+//! - [`labels`](mod@labels): the labels every applied object carries and the selector
 //!   subset;
 //! - [`manifest_lint`]: checks on generated or user-supplied objects that
 //!   catch what the API server would reject;
@@ -13,6 +13,8 @@
 //!   and the URL users open;
 //! - `testing` (feature `testing`): the cluster facts microservice tests
 //!   render objects against.
+
+#![warn(missing_docs)]
 
 pub mod ingress;
 pub mod labels;
