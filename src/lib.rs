@@ -44,6 +44,7 @@ pub use vre_core::*;
 pub use vre_dns as dns;
 pub use vre_kubernetes as kubernetes;
 pub use vre_loadbalancer as loadbalancer;
+pub use vre_microservice_kit as microservice_kit;
 pub use vre_storage as storage;
 
 #[cfg(feature = "aws")]

@@ -1,15 +1,15 @@
 //! One app of the spec as a microservice.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use vre_core::spec::{AppSource, AppSpec, ClusterSpec};
+use vre_core::spec::{AppSource, AppSpec, ClusterSpec, Diagnostics};
 use vre_core::{ClusterFacts, Endpoint, Error, Manifest, Microservice, Orchestrator, ReadinessCheck, Result};
-use vre_loadbalancer::manifest_lint::CLUSTER_SCOPED;
-use vre_loadbalancer::placement::labels;
-use vre_loadbalancer::{AppRoute, app_ingress, app_url};
+use vre_microservice_kit::manifest_lint::CLUSTER_SCOPED;
+use vre_microservice_kit::{AppRoute, app_ingress, app_url, labels};
 
 use crate::helm::{Helm, Release};
 use crate::variables::{Context, substitute};
@@ -96,18 +96,10 @@ impl App {
 
     /// The objects of a manifests app: the file with variables substituted,
     /// namespaced into the app's namespace, ports given a protocol.
-    fn manifest_objects(&self, facts: &ClusterFacts, path: &std::path::Path) -> Result<Vec<Manifest>> {
+    fn manifest_objects(&self, facts: &ClusterFacts, path: &Path) -> Result<Vec<Manifest>> {
         let field = self.field("manifest");
         let full = facts.dir.join(path);
-        let text = std::fs::read_to_string(&full).map_err(|e| {
-            Error::input(
-                &field,
-                format!(
-                    "cannot read {}: {e}; the path is relative to the deployment directory",
-                    full.display()
-                ),
-            )
-        })?;
+        let text = read_manifest(&facts.dir, path).map_err(|m| Error::input(&field, m))?;
         let ctx = Context {
             facts,
             app: &self.spec.name,
@@ -167,6 +159,32 @@ impl App {
 }
 
 use serde::Deserialize;
+
+/// The text of a manifests app's file (`path` relative to the deployment
+/// directory `dir`), or why it cannot be read.
+fn read_manifest(dir: &Path, path: &Path) -> std::result::Result<String, String> {
+    let full = dir.join(path);
+    std::fs::read_to_string(&full).map_err(|e| {
+        format!(
+            "cannot read {}: {e}; the path is relative to the deployment directory",
+            full.display()
+        )
+    })
+}
+
+/// A chart app's values file (`values` relative to the deployment directory
+/// `dir`), or why it is missing.
+fn values_file(dir: &Path, values: &Path) -> std::result::Result<PathBuf, String> {
+    let full = dir.join(values);
+    if full.is_file() {
+        Ok(full)
+    } else {
+        Err(format!(
+            "{} does not exist; the path is relative to the deployment directory",
+            full.display()
+        ))
+    }
+}
 
 /// Moves a Secret's `stringData` into `data` (base64), as the API server
 /// would: `stringData` is write-only, so applying it again rewrites the
@@ -229,6 +247,19 @@ fn add_port_protocols(obj: &mut Value) {
 impl Microservice for App {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The app's manifest file can be read and its chart's values file
+    /// exists, before the cloud is asked for anything.
+    fn check_settings(&self, _spec: &ClusterSpec, dir: &Path, diags: &mut Diagnostics) {
+        let problem = match &self.spec.source {
+            AppSource::Manifest { path } => read_manifest(dir, path).err().map(|m| ("manifest", m)),
+            AppSource::Chart { values: Some(v), .. } => values_file(dir, v).err().map(|m| ("values", m)),
+            AppSource::Chart { values: None, .. } => None,
+        };
+        if let Some((key, message)) = problem {
+            diags.error(&self.field(key), None, message);
+        }
     }
 
     fn depends_on(&self) -> Vec<String> {
@@ -310,19 +341,7 @@ impl Microservice for App {
                 None => Helm::from_env(&field)?,
             };
             let values = match values {
-                Some(v) => {
-                    let full = facts.dir.join(v);
-                    if !full.is_file() {
-                        return Err(Error::input(
-                            self.field("values"),
-                            format!(
-                                "{} does not exist; the path is relative to the deployment directory",
-                                full.display()
-                            ),
-                        ));
-                    }
-                    Some(full)
-                }
+                Some(v) => Some(values_file(&facts.dir, v).map_err(|m| Error::input(self.field("values"), m))?),
                 None => None,
             };
             let kubeconfig = orchestrator.kubeconfig_path();
@@ -343,21 +362,6 @@ impl Microservice for App {
             orchestrator.apply(&objects).await?;
         }
         orchestrator.wait_ready(&self.readiness(facts), timeout).await
-    }
-
-    async fn remove(&self, orchestrator: &dyn Orchestrator, facts: &ClusterFacts) -> Result<()> {
-        let mut objects = self.objects(facts)?;
-        objects.reverse();
-        orchestrator.delete(&objects).await?;
-        if matches!(self.spec.source, AppSource::Chart { .. }) {
-            let helm = match &self.helm {
-                Some(h) => h.clone(),
-                None => Helm::from_env(&self.field("chart"))?,
-            };
-            helm.uninstall(&self.spec.name, &self.spec.namespace, &orchestrator.kubeconfig_path())
-                .await?;
-        }
-        Ok(())
     }
 }
 

@@ -83,21 +83,6 @@ impl Helm {
         .await
     }
 
-    /// Runs `helm uninstall`; a release that is not there is fine.
-    pub async fn uninstall(&self, name: &str, namespace: &str, kubeconfig: &Path) -> Result<()> {
-        let args = vec![
-            "uninstall".to_string(),
-            name.into(),
-            "--namespace".into(),
-            namespace.into(),
-            "--ignore-not-found".into(),
-            "--wait".into(),
-            "--kubeconfig".into(),
-            kubeconfig.display().to_string(),
-        ];
-        self.run(&args, &format!("uninstalling release {name}")).await
-    }
-
     async fn run(&self, args: &[String], what: &str) -> Result<()> {
         let out = tokio::process::Command::new(&self.program)
             .args(args)

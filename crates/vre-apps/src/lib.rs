@@ -19,7 +19,7 @@
 //!   with vre's admin kubeconfig; a clear error says so when `helm` is
 //!   missing.
 //! - `expose_service` / `expose_port`: an Ingress `<name>.<domain>` through
-//!   the edge ([`vre_loadbalancer::app_ingress`]); the app's URL is printed at
+//!   the edge ([`vre_microservice_kit::app_ingress`]); the app's URL is printed at
 //!   the end of `vre apply`.
 
 pub mod app;

@@ -17,7 +17,7 @@
 //! error naming the spec field.
 
 use vre_core::{ClusterFacts, Error, Result};
-use vre_loadbalancer::{app_url, local_secret};
+use vre_microservice_kit::{app_url, local_secret};
 
 /// The shared ReadWriteMany StorageClass (vre-storage's `vre-shared`; named
 /// here so apps do not depend on the storage crate).

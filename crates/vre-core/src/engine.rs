@@ -329,6 +329,7 @@ impl Deployment {
 
     /// What apply would do. Reads only: no lock, nothing created.
     pub async fn plan(&self) -> Result<Plan> {
+        crate::microservice::check_microservices(&self.microservices, &self.spec, &self.dir)?;
         self.warn_ignored_settings();
         let state = StateStore::read(&self.state_path())?;
         let inventory = self.inventory().await?;
@@ -385,6 +386,7 @@ impl Deployment {
     }
 
     async fn apply_inner(&self, started: Instant) -> Result<ApplyReport> {
+        crate::microservice::check_microservices(&self.microservices, &self.spec, &self.dir)?;
         let mut store = StateStore::open(&self.dir, &self.spec.name, &self.spec.provider)?;
         // the cloud is asked before anything is created
         let problems = self

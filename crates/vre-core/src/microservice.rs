@@ -2,6 +2,8 @@
 //! environment, and the DNS records that point at its edge.
 
 use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::orchestrator::{ClusterFacts, Manifest, Orchestrator, ReadinessCheck};
 use crate::resource::CloudResource;
+use crate::spec::{ClusterSpec, Diagnostics};
 
 /// A URL a microservice or app serves, printed at the end of `vre apply`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +27,12 @@ pub struct Endpoint {
 pub trait Microservice: Send + Sync {
     /// Unique name; other microservices list it in `depends_on`.
     fn name(&self) -> &str;
+
+    /// Validates its own settings in `spec` (files named relative to the
+    /// deployment directory `dir`), reporting every problem into `diags`
+    /// with the spec field it is about. Plan and apply call it before the
+    /// provider's first cloud call; the default finds nothing.
+    fn check_settings(&self, _spec: &ClusterSpec, _dir: &Path, _diags: &mut Diagnostics) {}
 
     /// Names of microservices that must be ready first.
     fn depends_on(&self) -> Vec<String> {
@@ -48,12 +57,19 @@ pub trait Microservice: Send + Sync {
         orchestrator.apply(&self.objects(facts)?).await?;
         orchestrator.wait_ready(&self.readiness(facts), timeout).await
     }
+}
 
-    /// Removes it: by default deletes its objects in reverse order.
-    async fn remove(&self, orchestrator: &dyn Orchestrator, facts: &ClusterFacts) -> Result<()> {
-        let mut objects = self.objects(facts)?;
-        objects.reverse();
-        orchestrator.delete(&objects).await
+/// Runs [`Microservice::check_settings`] of every microservice: all problems
+/// at once as [`crate::Error::Spec`], or nothing.
+pub fn check_microservices(microservices: &[Arc<dyn Microservice>], spec: &ClusterSpec, dir: &Path) -> Result<()> {
+    let mut diags = Diagnostics::new();
+    for m in microservices {
+        m.check_settings(spec, dir, &mut diags);
+    }
+    if diags.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::Error::Spec(diags))
     }
 }
 

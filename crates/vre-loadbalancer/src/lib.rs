@@ -27,19 +27,14 @@
 //! `traefik.<domain>` behind basic auth (user `admin`, password generated
 //! once into `<dir>/.vre/secrets/traefik-dashboard-password`).
 //!
-//! Apps reach the edge through [`app_ingress`], which the storage and apps
-//! crates call: one Ingress per exposed app with the host rule
-//! `<app>.<domain>`. [`local_secret`] keeps the secrets that vre generates
-//! once per cluster.
+//! Apps reach the edge through `vre_microservice_kit::app_ingress`, which the
+//! storage and apps crates call: one Ingress per exposed app with the host
+//! rule `<app>.<domain>` and the IngressClass [`INGRESS_CLASS`] (owned by the
+//! kit, re-exported here).
 
-pub mod ingress;
-pub mod local_secret;
-pub mod manifest_lint;
-pub mod placement;
 pub mod traefik;
 
-pub use ingress::{AppRoute, app_ingress, app_url};
-pub use traefik::{INGRESS_CLASS, NAME, NAMESPACE, TRAEFIK_IMAGE, Traefik};
+pub use traefik::{ACME_RESOLVER, INGRESS_CLASS, NAME, NAMESPACE, TRAEFIK_IMAGE, Traefik};
 
 #[cfg(test)]
 mod tests;

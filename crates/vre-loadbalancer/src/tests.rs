@@ -1,17 +1,18 @@
 //! Objects per spec variant: edge roles, HTTPS modes, dashboard.
 
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 use vre_core::spec::HttpsMode;
-use vre_core::{ClusterFacts, ClusterSpec, Manifest, Microservice, NodeFact, ReadinessCheck, Role};
+use vre_core::{ClusterFacts, ClusterSpec, Manifest, Microservice, ReadinessCheck, Role};
 
-use crate::manifest_lint::problems;
-use crate::placement::{taints_of, tolerates};
+use crate::Traefik;
 use crate::traefik::args_of;
-use crate::{AppRoute, Traefik, app_ingress, app_url};
+use vre_microservice_kit::manifest_lint::problems;
+use vre_microservice_kit::placement::{taints_of, tolerates};
+use vre_microservice_kit::testing::cluster_facts;
+use vre_microservice_kit::{AppRoute, app_ingress, app_url};
 
 fn facts(
     dir: &Path,
@@ -27,27 +28,11 @@ fn facts(
     spec.master_as_edge = edges == 0;
     spec.loadbalancer.https = https;
     spec.loadbalancer.dashboard = dashboard;
-    let mut nodes = Vec::new();
-    for g in &spec.nodes {
-        for i in 1..=g.count {
-            nodes.push(NodeFact {
-                name: spec.node_name(g.role, i),
-                role: g.role,
-                private_ip: Some(format!("10.0.0.{}", 10 + nodes.len()).parse().unwrap()),
-                public_ip: None,
-                volume_device: None,
-            });
-        }
-    }
-    let edge_ips: Vec<IpAddr> = vec!["192.0.2.7".parse().unwrap()];
-    ClusterFacts {
-        spec: Arc::new(spec),
-        nodes,
-        edge_ips,
-        domain: domain.map(str::to_string),
-        api_endpoint: "https://192.0.2.1:6443".into(),
-        dir: dir.to_path_buf(),
-    }
+    let mut f = cluster_facts(spec, dir, |n, _, before| {
+        n.private_ip = Some(format!("10.0.0.{}", 10 + before).parse().unwrap());
+    });
+    f.domain = domain.map(str::to_string);
+    f
 }
 
 fn find<'a>(objects: &'a [Manifest], kind: &str) -> &'a Value {

@@ -11,19 +11,18 @@ use serde_json::json;
 use vre_core::spec::{HttpsMode, LoadBalancerSpec};
 use vre_core::{ClusterFacts, Endpoint, Error, Manifest, Microservice, ReadinessCheck, Result};
 
-use crate::local_secret;
-use crate::placement::{labels, role_affinity, selector, tolerations};
+use vre_microservice_kit::local_secret;
+use vre_microservice_kit::placement::{role_affinity, tolerations};
+use vre_microservice_kit::{labels, selector};
+
+pub use vre_microservice_kit::{ACME_RESOLVER, INGRESS_CLASS};
 
 /// The microservice's name (`depends_on` of apps that are exposed).
 pub const NAME: &str = "loadbalancer";
 /// Namespace of the edge objects.
 pub const NAMESPACE: &str = "vre-edge";
-/// The IngressClass Traefik serves (the cluster default).
-pub const INGRESS_CLASS: &str = "traefik";
 /// The controller value Traefik's Ingress provider matches IngressClasses on.
 pub const INGRESS_CONTROLLER: &str = "traefik.io/ingress-controller";
-/// Name of the ACME certificate resolver.
-pub const ACME_RESOLVER: &str = "letsencrypt";
 /// The pinned Traefik image (v3, the current major version).
 pub const TRAEFIK_IMAGE: &str = "traefik:v3.5.4";
 /// Host label of the dashboard (`traefik.<domain>`), when it is on.
@@ -345,7 +344,7 @@ impl Microservice for Traefik {
         if !lb.enabled || !lb.dashboard {
             return Vec::new();
         }
-        crate::ingress::app_url(facts, DASHBOARD_HOST)
+        vre_microservice_kit::app_url(facts, DASHBOARD_HOST)
             .map(|url| Endpoint {
                 name: "traefik-dashboard".into(),
                 url,

@@ -5,8 +5,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 use vre_core::{ClusterFacts, Endpoint, Error, Manifest, Microservice, ReadinessCheck, Result, Role};
-use vre_loadbalancer::placement::{labels, node_affinity, role_affinity, selector, tolerations};
-use vre_loadbalancer::{AppRoute, app_ingress, app_url, local_secret};
+use vre_microservice_kit::placement::{node_affinity, role_affinity, tolerations};
+use vre_microservice_kit::{AppRoute, app_ingress, app_url, labels, local_secret, selector};
 
 /// Name of the shared-storage microservice.
 pub const NAME: &str = "storage";
@@ -175,6 +175,14 @@ fn pinned_deployment(component: &str, node: &str, command: Value, ports: Value, 
     }))
 }
 
+/// Container ports (TCP) named as the Service of the same component names them.
+fn container_ports(ports: &[(&str, u16)]) -> Value {
+    ports
+        .iter()
+        .map(|(n, p)| json!({"name": n, "containerPort": p, "protocol": "TCP"}))
+        .collect()
+}
+
 fn service(name: &str, component: &str, ports: &[(&str, u16)]) -> Manifest {
     let ports: Vec<Value> = ports
         .iter()
@@ -298,121 +306,119 @@ fn csi_objects() -> Vec<Manifest> {
     let bidirectional =
         |name: &str, path: &str| json!({"name": name, "mountPath": path, "mountPropagation": "Bidirectional"});
     let plugin_dir = format!("{KUBELET_DIR}/plugins/{CSI_DRIVER}");
-    let node = json!({
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": meta("seaweedfs-csi-node", "csi-node"),
-        "spec": {
-            "selector": {"matchLabels": selector(APP, "csi-node")},
-            "updateStrategy": {"type": "OnDelete"},
-            "template": {
-                "metadata": {"labels": labels(APP, "csi-node")},
-                "spec": {
-                    "serviceAccountName": "seaweedfs-csi-node",
-                    "priorityClassName": "system-node-critical",
-                    "tolerations": all_nodes,
-                    "containers": [
-                        {
-                            "name": "csi-plugin",
-                            "image": CSI_DRIVER_IMAGE,
-                            "imagePullPolicy": "IfNotPresent",
-                            "args": [
-                                "--endpoint=unix:///csi/csi.sock",
-                                format!("--filer={}", filer_addr()),
-                                format!("--driverName={CSI_DRIVER}"),
-                                "--nodeid=$(NODE_ID)",
-                                format!("--mountEndpoint=unix://{MOUNT_SOCKET_DIR}/seaweedfs-mount.sock"),
-                                "--cacheDir=/var/cache/seaweedfs",
-                                "--dataLocality=none",
-                                "--components=node",
-                            ],
-                            "env": [env_field("NODE_ID", "spec.nodeName")],
-                            "securityContext": {"privileged": true, "capabilities": {"add": ["SYS_ADMIN"]}, "allowPrivilegeEscalation": true},
-                            "ports": [{"name": "healthz", "containerPort": 9808, "protocol": "TCP"}],
-                            "volumeMounts": [
-                                {"name": "plugin-dir", "mountPath": "/csi"},
-                                bidirectional("plugins-dir", &format!("{KUBELET_DIR}/plugins")),
-                                bidirectional("pods-dir", &format!("{KUBELET_DIR}/pods")),
-                                {"name": "dev", "mountPath": "/dev"},
-                                {"name": "cache", "mountPath": "/var/cache/seaweedfs"},
-                                {"name": "mount-socket", "mountPath": MOUNT_SOCKET_DIR},
-                            ],
-                        },
-                        {
-                            "name": "driver-registrar",
-                            "image": CSI_REGISTRAR_IMAGE,
-                            "imagePullPolicy": "IfNotPresent",
-                            "args": [
-                                "--csi-address=/csi/csi.sock",
-                                format!("--kubelet-registration-path={plugin_dir}/csi.sock"),
-                                "--http-endpoint=:9809",
-                            ],
-                            "ports": [{"name": "registrar", "containerPort": 9809, "protocol": "TCP"}],
-                            "volumeMounts": [
-                                {"name": "plugin-dir", "mountPath": "/csi"},
-                                {"name": "registration-dir", "mountPath": "/registration"},
-                            ],
-                        },
-                        {
-                            "name": "liveness-probe",
-                            "image": CSI_LIVENESS_IMAGE,
-                            "imagePullPolicy": "IfNotPresent",
-                            "args": ["--csi-address=/csi/csi.sock", "--http-endpoint=:9808"],
-                            "volumeMounts": [{"name": "plugin-dir", "mountPath": "/csi"}],
-                        },
-                    ],
-                    "volumes": [
-                        host_dir("registration-dir", &format!("{KUBELET_DIR}/plugins_registry"), "DirectoryOrCreate"),
-                        host_dir("plugin-dir", &plugin_dir, "DirectoryOrCreate"),
-                        host_dir("plugins-dir", &format!("{KUBELET_DIR}/plugins"), "Directory"),
-                        host_dir("pods-dir", &format!("{KUBELET_DIR}/pods"), "Directory"),
-                        host_dir("dev", "/dev", "Directory"),
-                        host_dir("mount-socket", MOUNT_SOCKET_DIR, "DirectoryOrCreate"),
-                        {"name": "cache", "emptyDir": {}},
-                    ],
+    // what the CSI plugin and the mount service both mount: the kubelet's
+    // plugin and pod directories, the devices, the cache and the mount socket
+    let shared_mounts = [
+        bidirectional("plugins-dir", &format!("{KUBELET_DIR}/plugins")),
+        bidirectional("pods-dir", &format!("{KUBELET_DIR}/pods")),
+        json!({"name": "dev", "mountPath": "/dev"}),
+        json!({"name": "cache", "mountPath": "/var/cache/seaweedfs"}),
+        json!({"name": "mount-socket", "mountPath": MOUNT_SOCKET_DIR}),
+    ];
+    let shared_volumes = [
+        host_dir("plugins-dir", &format!("{KUBELET_DIR}/plugins"), "Directory"),
+        host_dir("pods-dir", &format!("{KUBELET_DIR}/pods"), "Directory"),
+        host_dir("dev", "/dev", "Directory"),
+        host_dir("mount-socket", MOUNT_SOCKET_DIR, "DirectoryOrCreate"),
+        json!({"name": "cache", "emptyDir": {}}),
+    ];
+    let privileged =
+        json!({"privileged": true, "capabilities": {"add": ["SYS_ADMIN"]}, "allowPrivilegeEscalation": true});
+    // a DaemonSet on every node, updated by hand (`OnDelete`): restarting the
+    // plugin or the mount service breaks the FUSE mounts they hold
+    let node_daemonset = |name: &str, component: &str, containers: Value, volumes: Vec<Value>| {
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": meta(name, component),
+            "spec": {
+                "selector": {"matchLabels": selector(APP, component)},
+                "updateStrategy": {"type": "OnDelete"},
+                "template": {
+                    "metadata": {"labels": labels(APP, component)},
+                    "spec": {
+                        "serviceAccountName": "seaweedfs-csi-node",
+                        "priorityClassName": "system-node-critical",
+                        "tolerations": all_nodes,
+                        "containers": containers,
+                        "volumes": volumes,
+                    }
                 }
             }
-        }
-    });
-    let mount = json!({
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": meta("seaweedfs-mount", "csi-mount"),
-        "spec": {
-            "selector": {"matchLabels": selector(APP, "csi-mount")},
-            // restarting the mount service breaks the FUSE mounts it holds: update by hand
-            "updateStrategy": {"type": "OnDelete"},
-            "template": {
-                "metadata": {"labels": labels(APP, "csi-mount")},
-                "spec": {
-                    "serviceAccountName": "seaweedfs-csi-node",
-                    "priorityClassName": "system-node-critical",
-                    "tolerations": all_nodes,
-                    "containers": [{
-                        "name": "mount",
-                        "image": CSI_MOUNT_IMAGE,
-                        "imagePullPolicy": "IfNotPresent",
-                        "args": [format!("--endpoint=unix://{MOUNT_SOCKET_DIR}/seaweedfs-mount.sock")],
-                        "securityContext": {"privileged": true, "capabilities": {"add": ["SYS_ADMIN"]}, "allowPrivilegeEscalation": true},
-                        "volumeMounts": [
-                            bidirectional("plugins-dir", &format!("{KUBELET_DIR}/plugins")),
-                            bidirectional("pods-dir", &format!("{KUBELET_DIR}/pods")),
-                            {"name": "dev", "mountPath": "/dev"},
-                            {"name": "cache", "mountPath": "/var/cache/seaweedfs"},
-                            {"name": "mount-socket", "mountPath": MOUNT_SOCKET_DIR},
-                        ],
-                    }],
-                    "volumes": [
-                        host_dir("plugins-dir", &format!("{KUBELET_DIR}/plugins"), "Directory"),
-                        host_dir("pods-dir", &format!("{KUBELET_DIR}/pods"), "Directory"),
-                        host_dir("dev", "/dev", "Directory"),
-                        host_dir("mount-socket", MOUNT_SOCKET_DIR, "DirectoryOrCreate"),
-                        {"name": "cache", "emptyDir": {}},
-                    ],
-                }
-            }
-        }
-    });
+        })
+    };
+    let mut plugin_mounts = vec![json!({"name": "plugin-dir", "mountPath": "/csi"})];
+    plugin_mounts.extend(shared_mounts.iter().cloned());
+    let mut node_volumes = vec![
+        host_dir(
+            "registration-dir",
+            &format!("{KUBELET_DIR}/plugins_registry"),
+            "DirectoryOrCreate",
+        ),
+        host_dir("plugin-dir", &plugin_dir, "DirectoryOrCreate"),
+    ];
+    node_volumes.extend(shared_volumes.iter().cloned());
+    let node = node_daemonset(
+        "seaweedfs-csi-node",
+        "csi-node",
+        json!([
+            {
+                "name": "csi-plugin",
+                "image": CSI_DRIVER_IMAGE,
+                "imagePullPolicy": "IfNotPresent",
+                "args": [
+                    "--endpoint=unix:///csi/csi.sock",
+                    format!("--filer={}", filer_addr()),
+                    format!("--driverName={CSI_DRIVER}"),
+                    "--nodeid=$(NODE_ID)",
+                    format!("--mountEndpoint=unix://{MOUNT_SOCKET_DIR}/seaweedfs-mount.sock"),
+                    "--cacheDir=/var/cache/seaweedfs",
+                    "--dataLocality=none",
+                    "--components=node",
+                ],
+                "env": [env_field("NODE_ID", "spec.nodeName")],
+                "securityContext": privileged,
+                "ports": [{"name": "healthz", "containerPort": 9808, "protocol": "TCP"}],
+                "volumeMounts": plugin_mounts,
+            },
+            {
+                "name": "driver-registrar",
+                "image": CSI_REGISTRAR_IMAGE,
+                "imagePullPolicy": "IfNotPresent",
+                "args": [
+                    "--csi-address=/csi/csi.sock",
+                    format!("--kubelet-registration-path={plugin_dir}/csi.sock"),
+                    "--http-endpoint=:9809",
+                ],
+                "ports": [{"name": "registrar", "containerPort": 9809, "protocol": "TCP"}],
+                "volumeMounts": [
+                    {"name": "plugin-dir", "mountPath": "/csi"},
+                    {"name": "registration-dir", "mountPath": "/registration"},
+                ],
+            },
+            {
+                "name": "liveness-probe",
+                "image": CSI_LIVENESS_IMAGE,
+                "imagePullPolicy": "IfNotPresent",
+                "args": ["--csi-address=/csi/csi.sock", "--http-endpoint=:9808"],
+                "volumeMounts": [{"name": "plugin-dir", "mountPath": "/csi"}],
+            },
+        ]),
+        node_volumes,
+    );
+    let mount = node_daemonset(
+        "seaweedfs-mount",
+        "csi-mount",
+        json!([{
+            "name": "mount",
+            "image": CSI_MOUNT_IMAGE,
+            "imagePullPolicy": "IfNotPresent",
+            "args": [format!("--endpoint=unix://{MOUNT_SOCKET_DIR}/seaweedfs-mount.sock")],
+            "securityContext": privileged,
+            "volumeMounts": shared_mounts,
+        }]),
+        shared_volumes.to_vec(),
+    );
     let sa = |name: &str| {
         Manifest::new(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(name, "csi")}))
     };
@@ -523,15 +529,13 @@ impl Microservice for SharedStorage {
             "-volumeSizeLimitMB=1024".into(),
             format!("-defaultReplication={replication}"),
         ];
-        out.push(service(MASTER_SERVICE, "master", &[("http", 9333), ("grpc", 19333)]));
+        let master_ports = [("http", 9333), ("grpc", 19333)];
+        out.push(service(MASTER_SERVICE, "master", &master_ports));
         out.push(pinned_deployment(
             "master",
             &first.name,
             weed("/data/master", &master_args),
-            json!([
-                {"name": "http", "containerPort": 9333, "protocol": "TCP"},
-                {"name": "grpc", "containerPort": 19333, "protocol": "TCP"},
-            ]),
+            container_ports(&master_ports),
             http_probe("/cluster/status", 9333),
         ));
         out.push(volume_daemonset());
@@ -544,15 +548,13 @@ impl Microservice for SharedStorage {
             format!("-master={}", master_addr()),
             format!("-defaultReplicaPlacement={replication}"),
         ];
-        out.push(service(FILER_SERVICE, "filer", &[("http", 8888), ("grpc", 18888)]));
+        let filer_ports = [("http", 8888), ("grpc", 18888)];
+        out.push(service(FILER_SERVICE, "filer", &filer_ports));
         out.push(pinned_deployment(
             "filer",
             &first.name,
             weed("/data/filer", &filer_args),
-            json!([
-                {"name": "http", "containerPort": 8888, "protocol": "TCP"},
-                {"name": "grpc", "containerPort": 18888, "protocol": "TCP"},
-            ]),
+            container_ports(&filer_ports),
             tcp_probe(8888),
         ));
         out.extend(csi_objects());
@@ -744,14 +746,5 @@ impl Microservice for ObjectStorage {
             .map(|url| Endpoint { name: "s3".into(), url })
             .into_iter()
             .collect()
-    }
-
-    /// The namespace is shared with the shared storage: removing the S3
-    /// gateway leaves it in place.
-    async fn remove(&self, orchestrator: &dyn vre_core::Orchestrator, facts: &ClusterFacts) -> Result<()> {
-        let mut objects = self.objects(facts)?;
-        objects.retain(|m| m.kind() != "Namespace");
-        objects.reverse();
-        orchestrator.delete(&objects).await
     }
 }

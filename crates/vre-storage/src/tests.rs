@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use vre_core::spec::HttpsMode;
-use vre_core::{ClusterFacts, ClusterSpec, Manifest, Microservice, NodeFact, ReadinessCheck, Role};
-use vre_loadbalancer::manifest_lint::problems;
-use vre_loadbalancer::placement::{taints_of, tolerates};
+use vre_core::{ClusterFacts, ClusterSpec, Manifest, Microservice, ReadinessCheck, Role};
+use vre_microservice_kit::manifest_lint::problems;
+use vre_microservice_kit::placement::{taints_of, tolerates};
+use vre_microservice_kit::testing::cluster_facts;
 
 use crate::*;
 
@@ -21,27 +22,12 @@ fn facts(dir: &Path, storage: u32, object_storage: bool, lb: bool) -> ClusterFac
     spec.storage.object_storage = object_storage;
     spec.loadbalancer.enabled = lb;
     spec.loadbalancer.https = HttpsMode::None;
-    let mut nodes = Vec::new();
-    for g in &spec.nodes {
-        for i in 1..=g.count {
-            nodes.push(NodeFact {
-                name: spec.node_name(g.role, i),
-                role: g.role,
-                private_ip: None,
-                public_ip: None,
-                // the cloud reported a device for all but the third storage node
-                volume_device: (g.role == Role::Storage && i != 3).then(|| "/dev/vdb".to_string()),
-            });
-        }
-    }
-    ClusterFacts {
-        spec: Arc::new(spec),
-        nodes,
-        edge_ips: vec!["192.0.2.7".parse().unwrap()],
-        domain: Some("lab.example.org".into()),
-        api_endpoint: "https://192.0.2.1:6443".into(),
-        dir: dir.to_path_buf(),
-    }
+    let mut f = cluster_facts(spec, dir, |n, i, _| {
+        // the cloud reported a device for all but the third storage node
+        n.volume_device = (n.role == Role::Storage && i != 3).then(|| "/dev/vdb".to_string());
+    });
+    f.domain = Some("lab.example.org".into());
+    f
 }
 
 fn all(f: &ClusterFacts) -> Vec<Manifest> {

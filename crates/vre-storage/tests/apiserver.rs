@@ -14,14 +14,14 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use vre_core::spec::{AppExpose, AppSource, AppSpec, HttpsMode};
 use vre_core::{ClusterFacts, ClusterSpec, Manifest, Microservice, NodeFact, Role};
 use vre_loadbalancer::Traefik;
-use vre_loadbalancer::placement::taints_of;
+use vre_microservice_kit::placement::taints_of;
+use vre_microservice_kit::testing::cluster_facts;
 use vre_storage::{ObjectStorage, SharedStorage};
 
 fn kubeconfig() -> String {
@@ -176,26 +176,9 @@ fn facts(dir: &Path, edges: u32) -> ClusterFacts {
         staging: true,
     };
     spec.loadbalancer.dashboard = true;
-    let mut nodes = Vec::new();
-    for g in &spec.nodes {
-        for i in 1..=g.count {
-            nodes.push(NodeFact {
-                name: spec.node_name(g.role, i),
-                role: g.role,
-                private_ip: None,
-                public_ip: None,
-                volume_device: (g.role == Role::Storage).then(|| "/dev/vdb".to_string()),
-            });
-        }
-    }
-    ClusterFacts {
-        spec: Arc::new(spec),
-        nodes,
-        edge_ips: vec!["192.0.2.7".parse().unwrap()],
-        domain: Some("192.0.2.7.nip.io".into()),
-        api_endpoint: String::new(),
-        dir: dir.to_path_buf(),
-    }
+    cluster_facts(spec, dir, |n, _, _| {
+        n.volume_device = (n.role == Role::Storage).then(|| "/dev/vdb".to_string());
+    })
 }
 
 /// Names of this test's nodes (`lab-*`) the pods matching `selector` in

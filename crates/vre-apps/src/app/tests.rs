@@ -3,38 +3,19 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 use vre_core::spec::{AppExpose, AppSource, AppSpec, ClusterSpec, ProviderTables, parse_spec};
 use vre_core::testing::FakeOrchestrator;
-use vre_core::{ClusterFacts, Microservice, NodeFact, ReadinessCheck, Role};
-use vre_loadbalancer::manifest_lint::problems;
+use vre_core::{ClusterFacts, Microservice, ReadinessCheck, Role};
+use vre_microservice_kit::manifest_lint::problems;
+use vre_microservice_kit::testing::cluster_facts;
 
 use super::*;
 
 fn facts_for(spec: ClusterSpec, dir: &Path) -> ClusterFacts {
-    let mut nodes = Vec::new();
-    for g in &spec.nodes {
-        for i in 1..=g.count {
-            nodes.push(NodeFact {
-                name: spec.node_name(g.role, i),
-                role: g.role,
-                private_ip: None,
-                public_ip: None,
-                volume_device: None,
-            });
-        }
-    }
-    ClusterFacts {
-        spec: Arc::new(spec),
-        nodes,
-        edge_ips: vec!["192.0.2.7".parse().unwrap()],
-        domain: Some("192.0.2.7.nip.io".into()),
-        api_endpoint: "https://192.0.2.1:6443".into(),
-        dir: dir.to_path_buf(),
-    }
+    cluster_facts(spec, dir, |_, _, _| {})
 }
 
 fn cluster(storage: bool) -> ClusterSpec {
@@ -451,4 +432,37 @@ fn presets_are_valid() {
     }
     seen.sort();
     assert_eq!(seen, vec!["jupyter", "luigi"]);
+}
+
+#[test]
+fn settings_check_names_missing_files_before_any_cloud_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = cluster(false);
+    let check = |app: App| {
+        let mut d = vre_core::spec::Diagnostics::new();
+        app.check_settings(&spec, dir.path(), &mut d);
+        d.problems
+            .iter()
+            .map(|p| format!("{}: {}", p.field, p.message))
+            .collect::<Vec<_>>()
+    };
+    let missing = check(App::new(2, manifest_app("missing.yaml"), &spec));
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert!(missing[0].starts_with("apps[2].manifest: cannot read "), "{missing:?}");
+    let no_values = check(App::new(3, chart_app(Some("absent.yaml")), &spec));
+    assert_eq!(no_values.len(), 1, "{no_values:?}");
+    assert!(no_values[0].starts_with("apps[3].values: "), "{no_values:?}");
+    assert!(no_values[0].ends_with("does not exist; the path is relative to the deployment directory"));
+
+    fs::write(dir.path().join("present.yaml"), MANIFEST).unwrap();
+    fs::write(dir.path().join("hub-values.yaml"), "singleuser: {}\n").unwrap();
+    assert_eq!(
+        check(App::new(0, manifest_app("present.yaml"), &spec)),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        check(App::new(1, chart_app(Some("hub-values.yaml")), &spec)),
+        Vec::<String>::new()
+    );
+    assert_eq!(check(App::new(1, chart_app(None), &spec)), Vec::<String>::new());
 }

@@ -12,25 +12,6 @@ use vre_core::{NODE_ROLE_LABEL, Role, STORAGE_TAINT_KEY, STORAGE_TAINT_VALUE};
 /// The taint kubeadm puts on control-plane nodes.
 pub const CONTROL_PLANE_TAINT_KEY: &str = "node-role.kubernetes.io/control-plane";
 
-/// Labels every object vre applies carries.
-pub fn labels(name: &str, component: &str) -> Value {
-    json!({
-        "app.kubernetes.io/name": name,
-        "app.kubernetes.io/component": component,
-        "app.kubernetes.io/part-of": "vre",
-        "app.kubernetes.io/managed-by": "vre",
-    })
-}
-
-/// The label set pods are selected by (a subset of [`labels`]: selectors of
-/// Deployments and DaemonSets are immutable, so they hold only what never changes).
-pub fn selector(name: &str, component: &str) -> Value {
-    json!({
-        "app.kubernetes.io/name": name,
-        "app.kubernetes.io/component": component,
-    })
-}
-
 /// A node affinity that admits exactly the nodes of `roles` (by their
 /// `vre.io/role` label).
 pub fn role_affinity(roles: &[Role]) -> Value {

@@ -1,13 +1,19 @@
 //! Routes through the edge: the Kubernetes Ingress that sends
 //! `<app>.<domain>` to a Service port, as Traefik's Ingress provider reads it.
-//! The storage and apps crates call [`app_ingress`] for everything they expose.
+//! The storage and apps crates call [`app_ingress`] for everything they expose;
+//! the load balancer serves the IngressClass [`INGRESS_CLASS`] these name.
 
 use serde_json::{Map, Value, json};
 use vre_core::spec::HttpsMode;
 use vre_core::{ClusterFacts, Manifest};
 
-use crate::placement::labels;
-use crate::traefik::{ACME_RESOLVER, INGRESS_CLASS};
+use crate::labels::labels;
+
+/// The IngressClass the edge load balancer serves (the cluster default) and
+/// every app Ingress names.
+pub const INGRESS_CLASS: &str = "traefik";
+/// Name of the edge's ACME certificate resolver, which Ingresses behind ACME ask for.
+pub const ACME_RESOLVER: &str = "letsencrypt";
 
 /// Traefik's annotation naming a router's entry points.
 pub const ENTRYPOINTS_ANNOTATION: &str = "traefik.ingress.kubernetes.io/router.entrypoints";
@@ -21,8 +27,11 @@ pub const CERT_RESOLVER_ANNOTATION: &str = "traefik.ingress.kubernetes.io/router
 pub struct AppRoute<'a> {
     /// The host label (`jupyter` for `jupyter.<domain>`); also the Ingress name.
     pub name: &'a str,
+    /// The namespace of the Service (and of the Ingress).
     pub namespace: &'a str,
+    /// The Service traffic goes to.
     pub service: &'a str,
+    /// The Service port traffic goes to.
     pub port: u16,
 }
 

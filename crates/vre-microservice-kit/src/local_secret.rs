@@ -4,8 +4,8 @@
 //!
 //! Each secret is one file `<dir>/.vre/secrets/<name>`, created with mode
 //! 0600 in a 0700 directory, holding the value and nothing else. Values come
-//! from the operating system's random number generator. The microservice
-//! crates that sit on top of the edge (storage, apps) use this module too.
+//! from the operating system's random number generator. Every microservice
+//! crate (load balancer, storage, apps) keeps its generated secrets here.
 
 use std::fs;
 use std::io::Write;
