@@ -82,6 +82,14 @@ impl OpenStackError {
     }
 }
 
+/// `Ok(())` when `result` failed only because the resource is already gone.
+pub(crate) fn ok_if_gone(result: Result<(), OpenStackError>) -> Result<(), OpenStackError> {
+    match result {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
+    }
+}
+
 impl From<OpenStackError> for Error {
     fn from(e: OpenStackError) -> Error {
         match e {

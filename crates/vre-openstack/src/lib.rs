@@ -9,9 +9,25 @@
 
 pub mod api;
 pub mod auth;
+mod delete;
 pub mod error;
+mod flavors;
+mod floating_ips;
+mod images;
+mod inventory;
+mod key_pairs;
+mod networks;
+mod neutron;
+#[cfg(test)]
+mod nova_stub;
+mod paging;
+mod preflight;
 pub mod provider;
+pub mod requests;
+mod security_groups;
+mod servers;
 pub mod settings;
+mod volumes;
 pub mod wire;
 
 use std::sync::Arc;
