@@ -298,49 +298,21 @@ fn from_env(env: &BTreeMap<String, String>) -> Result<Credentials, OpenStackErro
         ))
     };
     let auth_url = var("OS_AUTH_URL").ok_or_else(|| missing("OS_AUTH_URL"))?;
-    let auth_type = var("OS_AUTH_TYPE").unwrap_or_else(|| {
-        if var("OS_APPLICATION_CREDENTIAL_SECRET").is_some() {
-            "v3applicationcredential".into()
-        } else {
-            "password".into()
-        }
-    });
+    let auth_type =
+        var("OS_AUTH_TYPE").unwrap_or_else(|| default_auth_type(var("OS_APPLICATION_CREDENTIAL_SECRET").is_some()));
     let user = var("OS_USER_ID")
         .map(NameOrId::Id)
         .or_else(|| var("OS_USERNAME").map(NameOrId::Name));
     let user_domain = var("OS_USER_DOMAIN_ID")
         .map(NameOrId::Id)
         .or_else(|| var("OS_USER_DOMAIN_NAME").map(NameOrId::Name));
-    let method = match normalize_auth_type(&auth_type) {
-        Some(AuthKind::Password) => AuthMethod::Password {
-            user: user.ok_or_else(|| missing("OS_USERNAME (or OS_USER_ID)"))?,
-            user_domain: user_domain.or(Some(NameOrId::Name("Default".into()))),
-            password: var("OS_PASSWORD").ok_or_else(|| missing("OS_PASSWORD"))?,
-        },
-        Some(AuthKind::ApplicationCredential) => {
-            let credential = var("OS_APPLICATION_CREDENTIAL_ID")
-                .map(NameOrId::Id)
-                .or_else(|| var("OS_APPLICATION_CREDENTIAL_NAME").map(NameOrId::Name))
-                .ok_or_else(|| missing("OS_APPLICATION_CREDENTIAL_ID (or _NAME)"))?;
-            if matches!(credential, NameOrId::Name(_)) && user.is_none() {
-                return Err(missing(
-                    "OS_USERNAME (or OS_USER_ID), needed with OS_APPLICATION_CREDENTIAL_NAME",
-                ));
-            }
-            AuthMethod::ApplicationCredential {
-                credential,
-                user,
-                user_domain: user_domain.or(Some(NameOrId::Name("Default".into()))),
-                secret: var("OS_APPLICATION_CREDENTIAL_SECRET")
-                    .ok_or_else(|| missing("OS_APPLICATION_CREDENTIAL_SECRET"))?,
-            }
-        }
-        None => {
-            return Err(OpenStackError::Credentials(format!(
-                "OS_AUTH_TYPE \"{auth_type}\" is not supported; use password or v3applicationcredential"
-            )));
-        }
+    let Some(kind) = normalize_auth_type(&auth_type) else {
+        return Err(OpenStackError::Credentials(format!(
+            "OS_AUTH_TYPE \"{auth_type}\" is not supported; use password or v3applicationcredential"
+        )));
     };
+    let user_domain = user_domain.or(Some(NameOrId::Name("Default".into())));
+    let method = auth_method(kind, user, user_domain, &var, &ENV_KEYS, &missing)?;
     let project = project_scope(
         var("OS_PROJECT_ID").or_else(|| var("OS_TENANT_ID")),
         var("OS_PROJECT_NAME").or_else(|| var("OS_TENANT_NAME")),
@@ -388,6 +360,85 @@ fn normalize_auth_type(t: &str) -> Option<AuthKind> {
         "v3applicationcredential" | "applicationcredential" => Some(AuthKind::ApplicationCredential),
         _ => None,
     }
+}
+
+/// The names one credential source gives the values of an auth method, and
+/// what its messages call a missing one.
+struct MethodKeys {
+    /// What a missing user is called.
+    user: &'static str,
+    password: &'static str,
+    credential_id: &'static str,
+    credential_name: &'static str,
+    /// What a missing application credential is called.
+    credential: &'static str,
+    /// What is missing when a credential given by name comes without a user.
+    user_of_named_credential: &'static str,
+    secret: &'static str,
+}
+
+/// The `OS_*` variables of an openrc file.
+const ENV_KEYS: MethodKeys = MethodKeys {
+    user: "OS_USERNAME (or OS_USER_ID)",
+    password: "OS_PASSWORD",
+    credential_id: "OS_APPLICATION_CREDENTIAL_ID",
+    credential_name: "OS_APPLICATION_CREDENTIAL_NAME",
+    credential: "OS_APPLICATION_CREDENTIAL_ID (or _NAME)",
+    user_of_named_credential: "OS_USERNAME (or OS_USER_ID), needed with OS_APPLICATION_CREDENTIAL_NAME",
+    secret: "OS_APPLICATION_CREDENTIAL_SECRET",
+};
+
+/// The `auth` keys of a clouds.yaml entry.
+const CLOUDS_YAML_KEYS: MethodKeys = MethodKeys {
+    user: "username",
+    password: "password",
+    credential_id: "application_credential_id",
+    credential_name: "application_credential_name",
+    credential: "application_credential_id",
+    user_of_named_credential: "username",
+    secret: "application_credential_secret",
+};
+
+/// The auth type when none is given: application credentials when a secret is set.
+fn default_auth_type(has_application_credential_secret: bool) -> String {
+    if has_application_credential_secret {
+        "v3applicationcredential".into()
+    } else {
+        "password".into()
+    }
+}
+
+/// The auth method of kind `kind`, its values read with `get` under the names of `keys`.
+fn auth_method(
+    kind: AuthKind,
+    user: Option<NameOrId>,
+    user_domain: Option<NameOrId>,
+    get: &dyn Fn(&str) -> Option<String>,
+    keys: &MethodKeys,
+    missing: &dyn Fn(&str) -> OpenStackError,
+) -> Result<AuthMethod, OpenStackError> {
+    Ok(match kind {
+        AuthKind::Password => AuthMethod::Password {
+            user: user.ok_or_else(|| missing(keys.user))?,
+            user_domain,
+            password: get(keys.password).ok_or_else(|| missing(keys.password))?,
+        },
+        AuthKind::ApplicationCredential => {
+            let credential = get(keys.credential_id)
+                .map(NameOrId::Id)
+                .or_else(|| get(keys.credential_name).map(NameOrId::Name))
+                .ok_or_else(|| missing(keys.credential))?;
+            if matches!(credential, NameOrId::Name(_)) && user.is_none() {
+                return Err(missing(keys.user_of_named_credential));
+            }
+            AuthMethod::ApplicationCredential {
+                credential,
+                user,
+                user_domain,
+                secret: get(keys.secret).ok_or_else(|| missing(keys.secret))?,
+            }
+        }
+    })
 }
 
 /// One cloud entry of clouds.yaml (the keys vre understands).
@@ -475,40 +526,16 @@ fn from_clouds_yaml(
         .or_else(|| get("domain_id").map(NameOrId::Id))
         .or_else(|| get("domain_name").map(NameOrId::Name))
         .or(Some(NameOrId::Name("Default".into())));
-    let auth_type = entry.auth_type.clone().unwrap_or_else(|| {
-        if get("application_credential_secret").is_some() {
-            "v3applicationcredential".into()
-        } else {
-            "password".into()
-        }
-    });
-    let method = match normalize_auth_type(&auth_type) {
-        Some(AuthKind::Password) => AuthMethod::Password {
-            user: user.ok_or_else(|| missing("username"))?,
-            user_domain,
-            password: get("password").ok_or_else(|| missing("password"))?,
-        },
-        Some(AuthKind::ApplicationCredential) => {
-            let credential = get("application_credential_id")
-                .map(NameOrId::Id)
-                .or_else(|| get("application_credential_name").map(NameOrId::Name))
-                .ok_or_else(|| missing("application_credential_id"))?;
-            if matches!(credential, NameOrId::Name(_)) && user.is_none() {
-                return Err(missing("username"));
-            }
-            AuthMethod::ApplicationCredential {
-                credential,
-                user,
-                user_domain,
-                secret: get("application_credential_secret").ok_or_else(|| missing("application_credential_secret"))?,
-            }
-        }
-        None => {
-            return Err(OpenStackError::Credentials(format!(
-                "{source}: auth_type \"{auth_type}\" is not supported; use password or v3applicationcredential"
-            )));
-        }
+    let auth_type = entry
+        .auth_type
+        .clone()
+        .unwrap_or_else(|| default_auth_type(get("application_credential_secret").is_some()));
+    let Some(kind) = normalize_auth_type(&auth_type) else {
+        return Err(OpenStackError::Credentials(format!(
+            "{source}: auth_type \"{auth_type}\" is not supported; use password or v3applicationcredential"
+        )));
     };
+    let method = auth_method(kind, user, user_domain, &get, &CLOUDS_YAML_KEYS, &missing)?;
     let project = project_scope(
         get("project_id").or_else(|| get("tenant_id")),
         get("project_name").or_else(|| get("tenant_name")),
@@ -563,7 +590,6 @@ pub struct Token {
 pub struct CatalogEntry {
     #[serde(rename = "type")]
     pub service_type: String,
-    #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
     pub endpoints: Vec<CatalogEndpoint>,
@@ -572,9 +598,7 @@ pub struct CatalogEntry {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct CatalogEndpoint {
     pub interface: String,
-    #[serde(default)]
     pub region: Option<String>,
-    #[serde(default)]
     pub region_id: Option<String>,
     pub url: String,
 }
@@ -587,9 +611,7 @@ struct TokenBody {
 #[derive(Deserialize)]
 struct TokenInfo {
     expires_at: String,
-    #[serde(default)]
     issued_at: Option<String>,
-    #[serde(default)]
     project: Option<TokenProject>,
     #[serde(default)]
     catalog: Vec<CatalogEntry>,

@@ -316,37 +316,25 @@ mod tests {
         assert_eq!(b.code.as_deref(), Some("overLimit"));
     }
 
+    fn api_error(service: &'static str, operation: &str, status: u16, code: Option<&str>, message: &str) -> Error {
+        OpenStackError::Api {
+            service,
+            operation: operation.into(),
+            status,
+            code: code.map(str::to_string),
+            message: message.into(),
+            retry_after: None,
+        }
+        .into()
+    }
+
     #[test]
     fn conversion_keeps_retry_semantics() {
-        let e: Error = OpenStackError::Api {
-            service: "nova",
-            operation: "create servers".into(),
-            status: 503,
-            code: None,
-            message: "busy".into(),
-            retry_after: None,
-        }
-        .into();
+        let e = api_error("nova", "create servers", 503, None, "busy");
         assert!(e.retry().is_some());
-        let e: Error = OpenStackError::Api {
-            service: "nova",
-            operation: "create servers".into(),
-            status: 400,
-            code: Some("badRequest".into()),
-            message: "Invalid flavorRef".into(),
-            retry_after: None,
-        }
-        .into();
+        let e = api_error("nova", "create servers", 400, Some("badRequest"), "Invalid flavorRef");
         assert!(e.retry().is_none());
-        let e: Error = OpenStackError::Api {
-            service: "neutron",
-            operation: "list networks".into(),
-            status: 401,
-            code: None,
-            message: "auth".into(),
-            retry_after: None,
-        }
-        .into();
+        let e = api_error("neutron", "list networks", 401, None, "auth");
         assert_eq!(e.exit_code(), 2);
     }
 }

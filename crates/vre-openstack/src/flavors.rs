@@ -52,7 +52,6 @@ pub(crate) fn unknown_flavor(name: &str, flavors: &[Flavor]) -> String {
 mod tests {
     use super::*;
     use crate::nova_stub;
-    use crate::settings::OpenStackSettings;
 
     #[test]
     fn unknown_flavor_lists_the_available_ones() {
@@ -73,14 +72,7 @@ mod tests {
     #[tokio::test]
     async fn an_unavailable_flavor_listing_is_retriable() {
         let stub = nova_stub::start().await;
-        let p = OpenStackProvider::with_password(
-            &stub.auth_url,
-            "admin",
-            "pw",
-            "vre",
-            "Default",
-            OpenStackSettings::default(),
-        );
+        let p = stub.provider();
         let e: vre_core::Error = p.flavor(Role::Service, "m1.medium").await.unwrap_err().into();
         assert_eq!(e.retry(), Some(None), "5xx is retried: {e}");
         assert!(e.to_string().contains("HTTP 503"), "{e}");

@@ -28,7 +28,7 @@ impl OpenStackProvider {
         for s in &servers {
             out.push(self.server_resource(cluster, s).await?);
         }
-        let fips: Vec<FloatingIp> = self.list_tagged("floatingips", "floatingips", cluster).await?;
+        let fips: Vec<FloatingIp> = self.list_tagged(cluster).await?;
         out.extend(fips.iter().map(|f| self.floating_ip_resource(f, None)));
         for v in self.volumes(cluster).await? {
             for a in &v.attachments {
@@ -39,13 +39,13 @@ impl OpenStackProvider {
         // the network and security group the table names: kept by plans, left by destroy
         let reused = self.reused_resources().await?;
         let not_reused = |id: &str| !reused.iter().any(|r| r.id == id);
-        let mut networks: Vec<Network> = self.list_tagged("networks", "networks", cluster).await?;
+        let mut networks: Vec<Network> = self.list_tagged(cluster).await?;
         networks.retain(|n| not_reused(&n.id));
         let reused_subnets: Vec<&str> = reused.iter().filter_map(|r| r.attr(attr::SUBNET_ID)).collect();
-        let mut subnets: Vec<Subnet> = self.list_tagged("subnets", "subnets", cluster).await?;
+        let mut subnets: Vec<Subnet> = self.list_tagged(cluster).await?;
         subnets.retain(|s| !reused_subnets.contains(&s.id.as_str()));
-        let routers: Vec<Router> = self.list_tagged("routers", "routers", cluster).await?;
-        let mut groups: Vec<SecurityGroup> = self.list_tagged("security-groups", "security_groups", cluster).await?;
+        let routers: Vec<Router> = self.list_tagged(cluster).await?;
+        let mut groups: Vec<SecurityGroup> = self.list_tagged(cluster).await?;
         groups.retain(|g| not_reused(&g.id));
         out.extend(reused.iter().cloned());
         let keyed = |tags: &[String]| tag_value(tags, KEY_TAG).and_then(ResourceKey::parse);

@@ -81,7 +81,6 @@ mod tests {
 
     use super::*;
     use crate::nova_stub;
-    use crate::settings::OpenStackSettings;
 
     #[test]
     fn keys_compare_without_comment() {
@@ -97,14 +96,7 @@ mod tests {
     #[tokio::test]
     async fn rate_limited_key_pair_calls_are_retriable() {
         let stub = nova_stub::start().await;
-        let p = OpenStackProvider::with_password(
-            &stub.auth_url,
-            "admin",
-            "pw",
-            "vre",
-            "Default",
-            OpenStackSettings::default(),
-        );
+        let p = stub.provider();
         let c = ClusterRef::new("lab");
         let retried = |e: vre_core::Error| {
             assert_eq!(e.retry(), Some(Some(Duration::from_secs(3))), "{e}");

@@ -10,7 +10,7 @@ use vre_core::spec::Ipv4Cidr;
 use vre_core::{CloudResource, ClusterRef, NetworkInfo, NetworkRequest, ResourceKey, ResourceKind, attr};
 
 use crate::error::{OpenStackError, ok_if_gone};
-use crate::neutron::{Named, parse_list};
+use crate::neutron::parse_list;
 use crate::provider::{OpenStackProvider, OsResult};
 use crate::requests;
 use crate::wire::{Network, Router, Subnet, allocation_pools, cluster_tag, key_tag};
@@ -68,19 +68,7 @@ impl OpenStackProvider {
         let tags = |key: &str| vec![cluster_tag(c), key_tag(key)];
         let net_name = network_name(c);
         let net: Network = self
-            .ensure_named(
-                Named {
-                    resource: "networks",
-                    singular: "network",
-                    plural: "networks".into(),
-                    name: &net_name,
-                    extra_query: vec![],
-                    body: requests::network_body(&net_name, c),
-                    tags: tags("network"),
-                },
-                |n: &Network| &n.tags,
-                |n: &Network| &n.id,
-            )
+            .ensure_named(&net_name, &[], requests::network_body(&net_name, c), tags("network"))
             .await?;
         let subnet_name = format!("{c}-subnet");
         let dns: Vec<String> = request
@@ -92,17 +80,10 @@ impl OpenStackProvider {
         let pools = allocation_pools(&request.cidr, self.master_ip(&request.cidr));
         let subnet: Subnet = self
             .ensure_named(
-                Named {
-                    resource: "subnets",
-                    singular: "subnet",
-                    plural: "subnets".into(),
-                    name: &subnet_name,
-                    extra_query: vec![("network_id", net.id.clone())],
-                    body: requests::subnet_body(&subnet_name, &net.id, &request.cidr.to_string(), &dns, &pools),
-                    tags: tags("network"),
-                },
-                |s: &Subnet| &s.tags,
-                |s: &Subnet| &s.id,
+                &subnet_name,
+                &[("network_id", net.id.clone())],
+                requests::subnet_body(&subnet_name, &net.id, &request.cidr.to_string(), &dns, &pools),
+                tags("network"),
             )
             .await?;
         let ext = self
@@ -111,17 +92,10 @@ impl OpenStackProvider {
         let router_name = format!("{c}-router");
         let router: Router = self
             .ensure_named(
-                Named {
-                    resource: "routers",
-                    singular: "router",
-                    plural: "routers".into(),
-                    name: &router_name,
-                    extra_query: vec![],
-                    body: requests::router_body(&router_name, &ext.id),
-                    tags: tags("network"),
-                },
-                |r: &Router| &r.tags,
-                |r: &Router| &r.id,
+                &router_name,
+                &[],
+                requests::router_body(&router_name, &ext.id),
+                tags("network"),
             )
             .await?;
         let ports = self

@@ -8,74 +8,82 @@ use vre_core::ClusterRef;
 use crate::error::OpenStackError;
 use crate::provider::{OpenStackProvider, OsResult};
 use crate::requests;
-use crate::wire::{Port, cluster_tag};
+use crate::wire::{FloatingIp, Network, Port, Router, SecurityGroup, Subnet, cluster_tag};
 
-/// A Neutron resource found by name or created.
-pub(crate) struct Named<'a> {
+/// A Neutron resource type vre finds by name or tag, creates and tags.
+pub(crate) trait NeutronResource: serde::de::DeserializeOwned + Clone {
     /// Path segment (`networks`, `security-groups`).
-    pub(crate) resource: &'a str,
-    /// Key of the body (`network`, `security_group`).
-    pub(crate) singular: &'a str,
+    const PATH: &'static str;
     /// Key of a list answer (`networks`, `security_groups`).
-    pub(crate) plural: String,
-    pub(crate) name: &'a str,
-    pub(crate) extra_query: Vec<(&'a str, String)>,
-    pub(crate) body: Value,
-    pub(crate) tags: Vec<String>,
+    const LIST_KEY: &'static str;
+    /// Key of a body (`network`, `security_group`).
+    const SINGULAR: &'static str;
+    /// Its id.
+    fn id(&self) -> &str;
+    /// Its tags.
+    fn tags(&self) -> &[String];
 }
 
+macro_rules! neutron_resource {
+    ($t:ty, $path:literal, $list:literal, $singular:literal) => {
+        impl NeutronResource for $t {
+            const PATH: &'static str = $path;
+            const LIST_KEY: &'static str = $list;
+            const SINGULAR: &'static str = $singular;
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn tags(&self) -> &[String] {
+                &self.tags
+            }
+        }
+    };
+}
+
+neutron_resource!(Network, "networks", "networks", "network");
+neutron_resource!(Subnet, "subnets", "subnets", "subnet");
+neutron_resource!(Router, "routers", "routers", "router");
+neutron_resource!(SecurityGroup, "security-groups", "security_groups", "security_group");
+neutron_resource!(FloatingIp, "floatingips", "floatingips", "floatingip");
+
 impl OpenStackProvider {
-    /// Finds the Neutron resource called `named.name` (tagging it when it
-    /// lacks the cluster's tags), or creates and tags it.
-    pub(crate) async fn ensure_named<T: serde::de::DeserializeOwned + Clone>(
+    /// Finds the `T` called `name` (with `extra_query`), adding the tags it
+    /// lacks of `tags`, or creates it with `body` and tags it.
+    pub(crate) async fn ensure_named<T: NeutronResource>(
         &self,
-        named: Named<'_>,
-        tags_of: impl Fn(&T) -> &Vec<String>,
-        id_of: impl Fn(&T) -> &str,
+        name: &str,
+        extra_query: &[(&str, String)],
+        body: Value,
+        tags: Vec<String>,
     ) -> OsResult<T> {
-        let Named {
-            resource,
-            singular,
-            name,
-            extra_query,
-            body,
-            tags,
-            ..
-        } = &named;
-        let (resource, singular, tags) = (*resource, *singular, tags.clone());
         let api = self.api().await?;
-        let op = format!("find {singular}");
-        let v: Value = api.json(requests::find_named(resource, name, extra_query, &op)).await?;
-        let found: Vec<T> = parse_list(&v, &named.plural, &op)?;
+        let op = format!("find {}", T::SINGULAR);
+        let v: Value = api.json(requests::find_named(T::PATH, name, extra_query, &op)).await?;
+        let found: Vec<T> = parse_list(&v, T::LIST_KEY, &op)?;
         if let Some(x) = found.into_iter().next() {
-            if !tags.iter().all(|t| tags_of(&x).contains(t)) {
-                let mut all = tags_of(&x).clone();
-                all.extend(tags.iter().filter(|t| !tags_of(&x).contains(t)).cloned());
-                self.set_tags(resource, id_of(&x), all).await?;
+            if !tags.iter().all(|t| x.tags().contains(t)) {
+                let mut all = x.tags().to_vec();
+                all.extend(tags.iter().filter(|t| !x.tags().contains(t)).cloned());
+                self.set_tags(T::PATH, x.id(), all).await?;
             }
             return Ok(x);
         }
-        let op = format!("create {singular}");
-        let v: Value = api.json(requests::create(resource, body.clone(), &op)).await?;
-        let made: T = parse_one(&v, singular, &op)?;
-        self.set_tags(resource, id_of(&made), tags).await?;
+        let op = format!("create {}", T::SINGULAR);
+        let v: Value = api.json(requests::create(T::PATH, body, &op)).await?;
+        let made: T = parse_one(&v, T::SINGULAR, &op)?;
+        self.set_tags(T::PATH, made.id(), tags).await?;
         Ok(made)
     }
 
-    /// The cluster's `resource` (tagged `vre:cluster=<name>`), read from the answer's `plural` list.
-    pub(crate) async fn list_tagged<T: serde::de::DeserializeOwned>(
-        &self,
-        resource: &str,
-        plural: &str,
-        cluster: &ClusterRef,
-    ) -> OsResult<Vec<T>> {
-        let op = format!("list {plural}");
+    /// The cluster's `T`s (tagged `vre:cluster=<name>`).
+    pub(crate) async fn list_tagged<T: NeutronResource>(&self, cluster: &ClusterRef) -> OsResult<Vec<T>> {
+        let op = format!("list {}", T::LIST_KEY);
         let v: Value = self
             .api()
             .await?
-            .json(requests::list_tagged(resource, &cluster.name, &op))
+            .json(requests::list_tagged(T::PATH, &cluster.name, &op))
             .await?;
-        parse_list(&v, plural, &op)
+        parse_list(&v, T::LIST_KEY, &op)
     }
 
     /// Replaces the tags of `resource` `id`.

@@ -9,6 +9,10 @@ use std::sync::{Arc, Mutex};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use serde_json::{Value, json};
 
+use crate::provider::OpenStackProvider;
+use crate::settings::OpenStackSettings;
+
+/// What the stand-in Nova saw and holds.
 #[derive(Default)]
 pub struct Nova {
     /// How many calls each `METHOD /path` got.
@@ -18,9 +22,26 @@ pub struct Nova {
     keypair: Option<Value>,
 }
 
+/// A running stand-in.
 pub struct Stub {
+    /// Keystone's address (`http://127.0.0.1:<port>/v3`).
     pub auth_url: String,
+    /// The stand-in Nova's record.
     pub nova: Arc<Mutex<Nova>>,
+}
+
+impl Stub {
+    /// A provider logged in to this stand-in as `admin`.
+    pub fn provider(&self) -> OpenStackProvider {
+        OpenStackProvider::with_password(
+            &self.auth_url,
+            "admin",
+            "pw",
+            "vre",
+            "Default",
+            OpenStackSettings::default(),
+        )
+    }
 }
 
 fn answer(status: u16, headers: &[(&'static str, String)], body: Value) -> (StatusCode, HeaderMap, String) {
@@ -37,6 +58,7 @@ fn answer(status: u16, headers: &[(&'static str, String)], body: Value) -> (Stat
     (StatusCode::from_u16(status).unwrap(), h, body)
 }
 
+/// Starts a stand-in on a free port of 127.0.0.1.
 pub async fn start() -> Stub {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -7,7 +7,7 @@ use vre_core::plan::security_group_name;
 use vre_core::{CloudResource, ClusterRef, ResourceKey, ResourceKind, SecurityGroupRequest, attr};
 
 use crate::error::OpenStackError;
-use crate::neutron::{Named, parse_list};
+use crate::neutron::parse_list;
 use crate::provider::{OpenStackProvider, OsResult};
 use crate::requests;
 use crate::wire::{SecurityGroup, SecurityGroupRule, WantedRule, cluster_tag, key_tag};
@@ -35,17 +35,10 @@ impl OpenStackProvider {
         let name = security_group_name(c);
         let g: SecurityGroup = self
             .ensure_named(
-                Named {
-                    resource: "security-groups",
-                    singular: "security_group",
-                    plural: "security_groups".into(),
-                    name: &name,
-                    extra_query: vec![],
-                    body: requests::security_group_body(&name, c),
-                    tags: vec![cluster_tag(c), key_tag(ResourceKey::security_group().as_str())],
-                },
-                |g: &SecurityGroup| &g.tags,
-                |g: &SecurityGroup| &g.id,
+                &name,
+                &[],
+                requests::security_group_body(&name, c),
+                vec![cluster_tag(c), key_tag(ResourceKey::security_group().as_str())],
             )
             .await?;
         // the rules as they are now (a created group's answer has the defaults only)

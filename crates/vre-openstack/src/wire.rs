@@ -44,11 +44,8 @@ pub struct Server {
     pub metadata: BTreeMap<String, String>,
     #[serde(default)]
     pub addresses: BTreeMap<String, Vec<ServerAddress>>,
-    #[serde(default)]
     pub flavor: Option<ServerFlavor>,
-    #[serde(default)]
     pub fault: Option<Fault>,
-    #[serde(default)]
     pub key_name: Option<String>,
 }
 
@@ -64,15 +61,12 @@ pub struct ServerAddress {
 /// `flavor` of a server: `{id, links}` before 2.47, the embedded flavor after.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct ServerFlavor {
-    #[serde(default)]
     pub id: Option<String>,
-    #[serde(default)]
     pub original_name: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct Fault {
-    #[serde(default)]
     pub code: Option<u16>,
     #[serde(default)]
     pub message: String,
@@ -276,7 +270,6 @@ pub struct VolumeAttachmentOne {
 
 #[derive(Debug, Deserialize)]
 pub struct NovaVolumeAttachment {
-    #[serde(default)]
     pub device: Option<String>,
     #[serde(rename = "serverId")]
     pub server_id: String,
@@ -361,15 +354,10 @@ pub struct SecurityGroupRule {
     pub direction: String,
     #[serde(default)]
     pub ethertype: String,
-    #[serde(default)]
     pub protocol: Option<String>,
-    #[serde(default)]
     pub port_range_min: Option<u16>,
-    #[serde(default)]
     pub port_range_max: Option<u16>,
-    #[serde(default)]
     pub remote_ip_prefix: Option<String>,
-    #[serde(default)]
     pub remote_group_id: Option<String>,
 }
 
@@ -424,9 +412,7 @@ pub struct FloatingIp {
     pub floating_ip_address: String,
     #[serde(default)]
     pub floating_network_id: String,
-    #[serde(default)]
     pub port_id: Option<String>,
-    #[serde(default)]
     pub fixed_ip_address: Option<String>,
     #[serde(default)]
     pub description: String,
@@ -477,7 +463,6 @@ pub fn allocation_pools(cidr: &vre_core::spec::Ipv4Cidr, reserved: Option<Ipv4Ad
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct Volume {
     pub id: String,
-    #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
     pub status: String,
@@ -493,11 +478,8 @@ pub struct Volume {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct CinderAttachment {
     pub server_id: String,
-    #[serde(default)]
     pub attachment_id: Option<String>,
-    #[serde(default)]
     pub volume_id: Option<String>,
-    #[serde(default)]
     pub device: Option<String>,
 }
 
@@ -524,25 +506,19 @@ pub struct VolumeOne {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct Image {
     pub id: String,
-    #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
     pub status: String,
-    #[serde(default)]
     pub disk_format: Option<String>,
-    #[serde(default)]
     pub min_disk: Option<u64>,
     /// Set by Glance when an import failed for a store.
-    #[serde(default)]
     pub os_glance_failed_import: Option<String>,
-    #[serde(default)]
     pub os_glance_import_task: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct ImageList {
     pub images: Vec<Image>,
-    #[serde(default)]
     pub next: Option<String>,
 }
 
