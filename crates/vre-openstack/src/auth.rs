@@ -175,10 +175,7 @@ impl Credentials {
                 user_domain,
                 password,
             } => {
-                let mut u = user.to_json();
-                if let (NameOrId::Name(_), Some(d)) = (user, user_domain) {
-                    u["domain"] = d.to_json();
-                }
+                let mut u = user_json(user, user_domain.as_ref());
                 u["password"] = json!(password);
                 json!({ "methods": ["password"], "password": { "user": u } })
             }
@@ -190,11 +187,7 @@ impl Credentials {
             } => {
                 let mut c = credential.to_json();
                 if let (NameOrId::Name(_), Some(user)) = (credential, user) {
-                    let mut u = user.to_json();
-                    if let (NameOrId::Name(_), Some(d)) = (user, user_domain) {
-                        u["domain"] = d.to_json();
-                    }
-                    c["user"] = u;
+                    c["user"] = user_json(user, user_domain.as_ref());
                 }
                 c["secret"] = json!(secret);
                 json!({ "methods": ["application_credential"], "application_credential": c })
@@ -360,6 +353,15 @@ fn normalize_auth_type(t: &str) -> Option<AuthKind> {
         "v3applicationcredential" | "applicationcredential" => Some(AuthKind::ApplicationCredential),
         _ => None,
     }
+}
+
+/// A user reference of a token request: a user given by name carries its domain.
+fn user_json(user: &NameOrId, domain: Option<&NameOrId>) -> serde_json::Value {
+    let mut u = user.to_json();
+    if let (NameOrId::Name(_), Some(d)) = (user, domain) {
+        u["domain"] = d.to_json();
+    }
+    u
 }
 
 /// The names one credential source gives the values of an auth method, and

@@ -82,6 +82,20 @@ impl OpenStackError {
     }
 }
 
+/// A cloud error that carries no HTTP status and is not retried.
+fn final_error(service: &str, operation: String, message: String) -> Error {
+    CloudError {
+        service: service.to_string(),
+        operation,
+        status: None,
+        code: None,
+        message,
+        retry: Retry::Never,
+        source: None,
+    }
+    .into()
+}
+
 /// `Ok(())` when `result` failed only because the resource is already gone.
 pub(crate) fn ok_if_gone(result: Result<(), OpenStackError>) -> Result<(), OpenStackError> {
     match result {
@@ -123,32 +137,14 @@ impl From<OpenStackError> for Error {
                 service,
                 operation,
                 message,
-            } => CloudError {
-                service: service.to_string(),
-                operation,
-                status: None,
-                code: None,
-                message: format!("unexpected answer: {message}"),
-                retry: Retry::Never,
-                source: None,
-            }
-            .into(),
+            } => final_error(service, operation, format!("unexpected answer: {message}")),
             OpenStackError::Credentials(message) => Error::Credentials { message },
             OpenStackError::Input { field, message } => Error::Input { field, message },
             OpenStackError::Failed {
                 service,
                 operation,
                 message,
-            } => CloudError {
-                service: service.to_string(),
-                operation,
-                status: None,
-                code: None,
-                message,
-                retry: Retry::Never,
-                source: None,
-            }
-            .into(),
+            } => final_error(service, operation, message),
             OpenStackError::Timeout { what, after } => Error::Timeout {
                 what,
                 after,

@@ -1,15 +1,16 @@
 //! Every OpenStack request vre sends, built by pure functions (no I/O): the
 //! service, method, path, query and body of each call, so a unit test can
 //! check each one against the API reference. The resource files send them
-//! through [`crate::api::Api`]; the bodies of the larger requests
-//! ([`ServerCreate`], [`WantedRule`], [`key_pair_import`]) are in
-//! [`crate::wire`] next to the answers they mirror.
+//! through [`crate::api::Api`] and read the answers with [`crate::wire`].
 
+use std::net::Ipv4Addr;
+
+use base64::Engine as _;
 use serde_json::{Value, json};
-use vre_core::{CLUSTER_TAG, KEY_TAG, VolumeRequest};
+use vre_core::{CLUSTER_TAG, KEY_TAG, ROLE_TAG, VolumeRequest};
 
 use crate::api::{Call, Service};
-use crate::wire::{ServerCreate, WantedRule, cluster_tag, key_pair_import};
+use crate::wire::{NOVA_MICROVERSION, NOVA_MICROVERSION_VOLUME_TYPE, SecurityGroupRule, cluster_tag};
 
 /// Nova and Cinder listings ask for this many items per page.
 const PAGE_LIMIT: &str = "1000";
@@ -23,6 +24,84 @@ fn after(call: Call<'static>, marker: Option<&str>) -> Call<'static> {
 }
 
 // ---------------------------------------------------------------- Nova
+
+/// What a `POST /servers` carries.
+#[derive(Clone, Debug)]
+pub struct ServerCreate<'a> {
+    pub name: &'a str,
+    pub flavor_id: &'a str,
+    pub image_id: &'a str,
+    pub network_id: &'a str,
+    pub fixed_ip: Option<Ipv4Addr>,
+    pub security_group: &'a str,
+    pub key_name: &'a str,
+    pub user_data: &'a str,
+    pub cluster: &'a str,
+    pub role: &'a str,
+    pub count: u32,
+    pub availability_zone: Option<&'a str>,
+    /// Boot from a new volume of this size made from the image.
+    pub boot_volume_gb: Option<u32>,
+    pub volume_type: Option<&'a str>,
+}
+
+impl ServerCreate<'_> {
+    /// The request body of Nova's create server (multiple create when `count > 1`).
+    pub fn body(&self) -> Value {
+        let mut network = json!({ "uuid": self.network_id });
+        if let Some(ip) = self.fixed_ip {
+            network["fixed_ip"] = json!(ip.to_string());
+        }
+        let mut server = json!({
+            "name": self.name,
+            "flavorRef": self.flavor_id,
+            "networks": [network],
+            "security_groups": [{ "name": self.security_group }],
+            "key_name": self.key_name,
+            "user_data": base64::engine::general_purpose::STANDARD.encode(self.user_data.as_bytes()),
+            "metadata": { CLUSTER_TAG: self.cluster, ROLE_TAG: self.role },
+        });
+        match self.boot_volume_gb {
+            Some(size) => {
+                let mut bdm = json!({
+                    "boot_index": 0,
+                    "uuid": self.image_id,
+                    "source_type": "image",
+                    "destination_type": "volume",
+                    "volume_size": size,
+                    "delete_on_termination": true,
+                });
+                if let Some(t) = self.volume_type {
+                    bdm["volume_type"] = json!(t);
+                }
+                server["block_device_mapping_v2"] = json!([bdm]);
+            }
+            None => server["imageRef"] = json!(self.image_id),
+        }
+        if let Some(az) = self.availability_zone {
+            server["availability_zone"] = json!(az);
+        }
+        if self.count > 1 {
+            server["min_count"] = json!(self.count);
+            server["max_count"] = json!(self.count);
+            server["return_reservation_id"] = json!(true);
+        }
+        json!({ "server": server })
+    }
+
+    pub fn microversion(&self) -> &'static str {
+        if self.boot_volume_gb.is_some() && self.volume_type.is_some() {
+            NOVA_MICROVERSION_VOLUME_TYPE
+        } else {
+            NOVA_MICROVERSION
+        }
+    }
+}
+
+/// The body of `POST /os-keypairs` importing `public_key` (type `ssh`, 2.2+).
+pub fn key_pair_import(name: &str, public_key: &str) -> Value {
+    json!({ "keypair": { "name": name, "public_key": public_key.trim(), "type": "ssh" } })
+}
 
 /// `GET /flavors/detail` (one page, from `marker`).
 pub fn list_flavors(marker: Option<&str>) -> Call<'static> {
@@ -112,6 +191,74 @@ pub fn compute_limits() -> Call<'static> {
 
 // ---------------------------------------------------------------- Neutron
 
+/// A rule vre wants in its security group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WantedRule {
+    pub protocol: Option<&'static str>,
+    pub ports: Option<(u16, u16)>,
+    pub remote_ip_prefix: Option<String>,
+    pub remote_group_id: Option<String>,
+}
+
+impl WantedRule {
+    /// Is `have` this rule (IPv4 ingress)?
+    pub fn matches(&self, have: &SecurityGroupRule) -> bool {
+        let prefix = |p: &Option<String>| p.as_deref().filter(|p| *p != "0.0.0.0/0").map(str::to_string);
+        have.direction == "ingress"
+            && have.ethertype == "IPv4"
+            && have.protocol.as_deref().filter(|p| *p != "any") == self.protocol
+            && (have.port_range_min.zip(have.port_range_max)) == self.ports
+            && prefix(&have.remote_ip_prefix) == prefix(&self.remote_ip_prefix)
+            && have.remote_group_id == self.remote_group_id
+    }
+
+    /// `POST /v2.0/security-group-rules` body.
+    pub fn body(&self, group_id: &str) -> Value {
+        let mut r = json!({
+            "security_group_id": group_id,
+            "direction": "ingress",
+            "ethertype": "IPv4",
+        });
+        if let Some(p) = self.protocol {
+            r["protocol"] = json!(p);
+        }
+        if let Some((a, b)) = self.ports {
+            r["port_range_min"] = json!(a);
+            r["port_range_max"] = json!(b);
+        }
+        if let Some(p) = &self.remote_ip_prefix {
+            r["remote_ip_prefix"] = json!(p);
+        }
+        if let Some(g) = &self.remote_group_id {
+            r["remote_group_id"] = json!(g);
+        }
+        json!({ "security_group_rule": r })
+    }
+}
+
+/// `allocation_pools` of a subnet that leave out `reserved` (the master's
+/// fixed address), so no other port is given it first.
+pub fn allocation_pools(cidr: &vre_core::spec::Ipv4Cidr, reserved: Option<Ipv4Addr>) -> Vec<(Ipv4Addr, Ipv4Addr)> {
+    let hosts = cidr.host_count();
+    if hosts < 3 {
+        return Vec::new();
+    }
+    // host 1 is the gateway
+    let first = u32::from(cidr.network()) + 2;
+    let last = u32::from(cidr.network()) + hosts as u32;
+    let Some(r) = reserved.map(u32::from).filter(|r| (first..=last).contains(r)) else {
+        return vec![(Ipv4Addr::from(first), Ipv4Addr::from(last))];
+    };
+    let mut pools = Vec::new();
+    if r > first {
+        pools.push((Ipv4Addr::from(first), Ipv4Addr::from(r - 1)));
+    }
+    if r < last {
+        pools.push((Ipv4Addr::from(r + 1), Ipv4Addr::from(last)));
+    }
+    pools
+}
+
 /// `GET /v2.0/networks?name=` (external ones only when `external`).
 pub fn find_networks(name: &str, external: bool) -> Call<'static> {
     let call = Call::get(Service::Neutron, &["networks"], "find network").query("name", name);
@@ -188,13 +335,7 @@ pub fn network_body(name: &str, cluster: &str) -> Value {
 
 /// The body creating the cluster's subnet: DHCP on, the given name servers and
 /// allocation pools (`(start, end)` pairs).
-pub fn subnet_body(
-    name: &str,
-    network_id: &str,
-    cidr: &str,
-    dns: &[String],
-    pools: &[(std::net::Ipv4Addr, std::net::Ipv4Addr)],
-) -> Value {
+pub fn subnet_body(name: &str, network_id: &str, cidr: &str, dns: &[String], pools: &[(Ipv4Addr, Ipv4Addr)]) -> Value {
     let pools: Vec<Value> = pools
         .iter()
         .map(|(a, b)| json!({ "start": a.to_string(), "end": b.to_string() }))
@@ -492,5 +633,118 @@ mod tests {
             Some(json!({ "method": { "name": "web-download", "uri": "https://example.org/x.img" } }))
         );
         assert_eq!(create_image("x", "qcow2").body.unwrap()["visibility"], "private");
+    }
+
+    #[test]
+    fn multiple_create_body() {
+        let c = ServerCreate {
+            name: "lab-service",
+            flavor_id: "3",
+            image_id: "70a599e0-31e7-49b7-b260-868f441e862b",
+            network_id: "net-1",
+            fixed_ip: None,
+            security_group: "sg-1",
+            key_name: "lab-key",
+            user_data: "#cloud-config\n",
+            cluster: "lab",
+            role: "service",
+            count: 3,
+            availability_zone: Some("nova"),
+            boot_volume_gb: None,
+            volume_type: None,
+        };
+        assert_eq!(
+            c.body(),
+            json!({"server": {
+                "name": "lab-service", "flavorRef": "3", "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b",
+                "networks": [{"uuid": "net-1"}], "security_groups": [{"name": "sg-1"}], "key_name": "lab-key",
+                "user_data": "I2Nsb3VkLWNvbmZpZwo=", "metadata": {"vre:cluster": "lab", "vre:role": "service"},
+                "availability_zone": "nova", "min_count": 3, "max_count": 3, "return_reservation_id": true
+            }})
+        );
+        assert_eq!(c.microversion(), NOVA_MICROVERSION);
+    }
+
+    #[test]
+    fn single_create_with_fixed_ip_and_boot_volume() {
+        let c = ServerCreate {
+            name: "lab-master-1",
+            flavor_id: "3",
+            image_id: "img",
+            network_id: "net-1",
+            fixed_ip: Some(Ipv4Addr::new(10, 0, 0, 10)),
+            security_group: "sg-1",
+            key_name: "lab-key",
+            user_data: "x",
+            cluster: "lab",
+            role: "master",
+            count: 1,
+            availability_zone: None,
+            boot_volume_gb: Some(40),
+            volume_type: Some("ssd"),
+        };
+        let b = c.body();
+        assert_eq!(
+            b["server"]["networks"],
+            json!([{"uuid": "net-1", "fixed_ip": "10.0.0.10"}])
+        );
+        assert!(b["server"].get("imageRef").is_none());
+        assert!(b["server"].get("min_count").is_none());
+        assert_eq!(
+            b["server"]["block_device_mapping_v2"],
+            json!([{"boot_index": 0, "uuid": "img", "source_type": "image", "destination_type": "volume",
+                    "volume_size": 40, "delete_on_termination": true, "volume_type": "ssd"}])
+        );
+        assert_eq!(c.microversion(), "2.67");
+    }
+
+    #[test]
+    fn security_group_rules_match_what_neutron_returns() {
+        let all_from_group = WantedRule {
+            protocol: None,
+            ports: None,
+            remote_ip_prefix: None,
+            remote_group_id: Some("sg-1".into()),
+        };
+        let have: SecurityGroupRule = serde_json::from_value(json!({
+            "id": "r1", "direction": "ingress", "ethertype": "IPv4", "protocol": null,
+            "port_range_min": null, "port_range_max": null, "remote_ip_prefix": null, "remote_group_id": "sg-1"
+        }))
+        .unwrap();
+        assert!(all_from_group.matches(&have));
+        let ssh = WantedRule {
+            protocol: Some("tcp"),
+            ports: Some((22, 22)),
+            remote_ip_prefix: Some("0.0.0.0/0".into()),
+            remote_group_id: None,
+        };
+        assert!(!ssh.matches(&have));
+        let have_ssh: SecurityGroupRule = serde_json::from_value(json!({
+            "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp",
+            "port_range_min": 22, "port_range_max": 22, "remote_ip_prefix": "0.0.0.0/0"
+        }))
+        .unwrap();
+        assert!(ssh.matches(&have_ssh));
+        assert_eq!(
+            ssh.body("sg-1"),
+            json!({"security_group_rule": {"security_group_id": "sg-1", "direction": "ingress", "ethertype": "IPv4",
+                   "protocol": "tcp", "port_range_min": 22, "port_range_max": 22, "remote_ip_prefix": "0.0.0.0/0"}})
+        );
+    }
+
+    #[test]
+    fn pools_leave_out_the_master_address() {
+        let cidr: vre_core::spec::Ipv4Cidr = "10.0.0.0/24".parse().unwrap();
+        assert_eq!(
+            allocation_pools(&cidr, Some(Ipv4Addr::new(10, 0, 0, 10))),
+            vec![
+                (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 9)),
+                (Ipv4Addr::new(10, 0, 0, 11), Ipv4Addr::new(10, 0, 0, 254))
+            ]
+        );
+        assert_eq!(
+            allocation_pools(&cidr, None),
+            vec![(Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 254))]
+        );
     }
 }
