@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod credentials;
 mod delete;
 pub mod error;
 mod flavors;
@@ -36,7 +37,7 @@ use async_trait::async_trait;
 use vre_core::spec::{ClusterSpec, Diagnostics};
 use vre_core::{CloudProvider, ProviderContext, ProviderFactory, ProviderTemplate, Result};
 
-pub use auth::{AuthMethod, Credentials, NameOrId, ProjectScope};
+pub use credentials::{AuthMethod, Credentials, NameOrId, ProjectScope};
 pub use error::OpenStackError;
 pub use provider::{OpenStackProvider, PollPolicy};
 pub use settings::OpenStackSettings;
