@@ -6,6 +6,14 @@
 //!
 //! Register [`OpenStackFactory`] in a [`vre_core::ProviderRegistry`], or build
 //! an [`OpenStackProvider`] in code with [`OpenStackProvider::with_password`].
+//!
+//! The crate has the shape of every vre cloud crate: this file (the factory
+//! and [`PROVIDER`]), [`settings`] (the `[openstack]` table), [`credentials`]
+//! and [`auth`] (where credentials come from, the Keystone token), [`error`],
+//! [`requests`] (every request, built without I/O), [`wire`] (the answers),
+//! one file per resource family (servers, flavors, networks, security groups,
+//! volumes, images, floating IPs, key pairs; preflight, inventory, delete),
+//! and [`provider`], which implements [`CloudProvider`] by delegating to them.
 
 pub mod api;
 pub mod auth;

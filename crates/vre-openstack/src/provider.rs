@@ -1,10 +1,10 @@
 //! [`OpenStackProvider`]: vre's `CloudProvider` on Nova, Neutron, Cinder and
-//! Glance. The work is split by resource family: [`crate::servers`],
-//! [`crate::networks`], [`crate::security_groups`], [`crate::volumes`],
-//! [`crate::images`], [`crate::floating_ips`], [`crate::key_pairs`], with
-//! [`crate::preflight`], [`crate::inventory`] and [`crate::delete`]; every
-//! request they send is built in [`crate::requests`]. This file holds the
-//! provider's state and the trait implementation that dispatches to them.
+//! Glance. The work is split by resource family (the crate's `servers`,
+//! `flavors`, `networks`, `security_groups`, `volumes`, `images`,
+//! `floating_ips` and `key_pairs` files, with `preflight`, `inventory` and
+//! `delete`); every request they send is built in [`crate::requests`]. This
+//! file holds the provider's state and the trait implementation that
+//! dispatches to them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
