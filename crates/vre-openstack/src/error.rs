@@ -82,6 +82,28 @@ impl OpenStackError {
     }
 }
 
+/// A cloud error that carries no HTTP status and is not retried.
+fn final_error(service: &str, operation: String, message: String) -> Error {
+    CloudError {
+        service: service.to_string(),
+        operation,
+        status: None,
+        code: None,
+        message,
+        retry: Retry::Never,
+        source: None,
+    }
+    .into()
+}
+
+/// `Ok(())` when `result` failed only because the resource is already gone.
+pub(crate) fn ok_if_gone(result: Result<(), OpenStackError>) -> Result<(), OpenStackError> {
+    match result {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
+    }
+}
+
 impl From<OpenStackError> for Error {
     fn from(e: OpenStackError) -> Error {
         match e {
@@ -115,32 +137,14 @@ impl From<OpenStackError> for Error {
                 service,
                 operation,
                 message,
-            } => CloudError {
-                service: service.to_string(),
-                operation,
-                status: None,
-                code: None,
-                message: format!("unexpected answer: {message}"),
-                retry: Retry::Never,
-                source: None,
-            }
-            .into(),
+            } => final_error(service, operation, format!("unexpected answer: {message}")),
             OpenStackError::Credentials(message) => Error::Credentials { message },
             OpenStackError::Input { field, message } => Error::Input { field, message },
             OpenStackError::Failed {
                 service,
                 operation,
                 message,
-            } => CloudError {
-                service: service.to_string(),
-                operation,
-                status: None,
-                code: None,
-                message,
-                retry: Retry::Never,
-                source: None,
-            }
-            .into(),
+            } => final_error(service, operation, message),
             OpenStackError::Timeout { what, after } => Error::Timeout {
                 what,
                 after,
@@ -308,37 +312,25 @@ mod tests {
         assert_eq!(b.code.as_deref(), Some("overLimit"));
     }
 
+    fn api_error(service: &'static str, operation: &str, status: u16, code: Option<&str>, message: &str) -> Error {
+        OpenStackError::Api {
+            service,
+            operation: operation.into(),
+            status,
+            code: code.map(str::to_string),
+            message: message.into(),
+            retry_after: None,
+        }
+        .into()
+    }
+
     #[test]
     fn conversion_keeps_retry_semantics() {
-        let e: Error = OpenStackError::Api {
-            service: "nova",
-            operation: "create servers".into(),
-            status: 503,
-            code: None,
-            message: "busy".into(),
-            retry_after: None,
-        }
-        .into();
+        let e = api_error("nova", "create servers", 503, None, "busy");
         assert!(e.retry().is_some());
-        let e: Error = OpenStackError::Api {
-            service: "nova",
-            operation: "create servers".into(),
-            status: 400,
-            code: Some("badRequest".into()),
-            message: "Invalid flavorRef".into(),
-            retry_after: None,
-        }
-        .into();
+        let e = api_error("nova", "create servers", 400, Some("badRequest"), "Invalid flavorRef");
         assert!(e.retry().is_none());
-        let e: Error = OpenStackError::Api {
-            service: "neutron",
-            operation: "list networks".into(),
-            status: 401,
-            code: None,
-            message: "auth".into(),
-            retry_after: None,
-        }
-        .into();
+        let e = api_error("neutron", "list networks", 401, None, "auth");
         assert_eq!(e.exit_code(), 2);
     }
 }

@@ -6,12 +6,37 @@
 //!
 //! Register [`OpenStackFactory`] in a [`vre_core::ProviderRegistry`], or build
 //! an [`OpenStackProvider`] in code with [`OpenStackProvider::with_password`].
+//!
+//! The crate has the shape of every vre cloud crate: this file (the factory
+//! and [`PROVIDER`]), [`settings`] (the `[openstack]` table), [`credentials`]
+//! and [`auth`] (where credentials come from, the Keystone token), [`error`],
+//! [`requests`] (every request, built without I/O), [`wire`] (the answers),
+//! one file per resource family (servers, flavors, networks, security groups,
+//! volumes, images, floating IPs, key pairs; preflight, inventory, delete),
+//! and [`provider`], which implements [`CloudProvider`] by delegating to them.
 
 pub mod api;
 pub mod auth;
+pub mod credentials;
+mod delete;
 pub mod error;
+mod flavors;
+mod floating_ips;
+mod images;
+mod inventory;
+mod key_pairs;
+mod networks;
+mod neutron;
+#[cfg(test)]
+mod nova_stub;
+mod paging;
+mod preflight;
 pub mod provider;
+pub mod requests;
+mod security_groups;
+mod servers;
 pub mod settings;
+mod volumes;
 pub mod wire;
 
 use std::sync::Arc;
@@ -20,7 +45,7 @@ use async_trait::async_trait;
 use vre_core::spec::{ClusterSpec, Diagnostics};
 use vre_core::{CloudProvider, ProviderContext, ProviderFactory, ProviderTemplate, Result};
 
-pub use auth::{AuthMethod, Credentials, NameOrId, ProjectScope};
+pub use credentials::{AuthMethod, Credentials, NameOrId, ProjectScope};
 pub use error::OpenStackError;
 pub use provider::{OpenStackProvider, PollPolicy};
 pub use settings::OpenStackSettings;

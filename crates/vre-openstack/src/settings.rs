@@ -70,6 +70,15 @@ impl OpenStackSettings {
         self.floating_ip_pool.as_deref().unwrap_or(&self.external_network)
     }
 
+    /// The `[openstack]` key that names the floating IP pool ([`Self::pool`]).
+    pub fn pool_field(&self) -> &'static str {
+        if self.floating_ip_pool.is_some() {
+            "openstack.floating_ip_pool"
+        } else {
+            "openstack.external_network"
+        }
+    }
+
     /// Reads the table, reporting every problem into `diags`.
     pub fn read(table: &Table, diags: &mut Diagnostics) -> OpenStackSettings {
         let mut r = TableReader::new(table, TABLE);

@@ -1,15 +1,17 @@
-//! Request bodies and answers of the OpenStack APIs vre calls, as the API
-//! references document them (Compute v2.1 with microversions, Networking
-//! v2.0, Block Storage v3, Image v2). Answers keep only the fields vre reads;
-//! unknown fields are ignored.
+//! Answers of the OpenStack APIs vre calls, as the API references document
+//! them (Compute v2.1 with microversions, Networking v2.0, Block Storage v3,
+//! Image v2). Answers keep only the fields vre reads; unknown fields are
+//! ignored. The bodies vre sends are built in [`crate::requests`] (re-exported
+//! here under their old paths).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use base64::Engine as _;
 use serde::Deserialize;
-use serde_json::{Value, json};
-use vre_core::{CLUSTER_TAG, KEY_TAG, ROLE_TAG};
+use serde_json::Value;
+use vre_core::{CLUSTER_TAG, KEY_TAG};
+
+pub use crate::requests::{ServerCreate, WantedRule, allocation_pools, key_pair_import};
 
 /// The Nova microversion vre speaks (2.47: the flavor is embedded in servers).
 pub const NOVA_MICROVERSION: &str = "2.47";
@@ -44,11 +46,8 @@ pub struct Server {
     pub metadata: BTreeMap<String, String>,
     #[serde(default)]
     pub addresses: BTreeMap<String, Vec<ServerAddress>>,
-    #[serde(default)]
     pub flavor: Option<ServerFlavor>,
-    #[serde(default)]
     pub fault: Option<Fault>,
-    #[serde(default)]
     pub key_name: Option<String>,
 }
 
@@ -64,15 +63,12 @@ pub struct ServerAddress {
 /// `flavor` of a server: `{id, links}` before 2.47, the embedded flavor after.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct ServerFlavor {
-    #[serde(default)]
     pub id: Option<String>,
-    #[serde(default)]
     pub original_name: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct Fault {
-    #[serde(default)]
     pub code: Option<u16>,
     #[serde(default)]
     pub message: String,
@@ -128,79 +124,6 @@ impl Server {
     }
 }
 
-/// What a `POST /servers` carries.
-#[derive(Clone, Debug)]
-pub struct ServerCreate<'a> {
-    pub name: &'a str,
-    pub flavor_id: &'a str,
-    pub image_id: &'a str,
-    pub network_id: &'a str,
-    pub fixed_ip: Option<Ipv4Addr>,
-    pub security_group: &'a str,
-    pub key_name: &'a str,
-    pub user_data: &'a str,
-    pub cluster: &'a str,
-    pub role: &'a str,
-    pub count: u32,
-    pub availability_zone: Option<&'a str>,
-    /// Boot from a new volume of this size made from the image.
-    pub boot_volume_gb: Option<u32>,
-    pub volume_type: Option<&'a str>,
-}
-
-impl ServerCreate<'_> {
-    /// The request body of Nova's create server (multiple create when `count > 1`).
-    pub fn body(&self) -> Value {
-        let mut network = json!({ "uuid": self.network_id });
-        if let Some(ip) = self.fixed_ip {
-            network["fixed_ip"] = json!(ip.to_string());
-        }
-        let mut server = json!({
-            "name": self.name,
-            "flavorRef": self.flavor_id,
-            "networks": [network],
-            "security_groups": [{ "name": self.security_group }],
-            "key_name": self.key_name,
-            "user_data": base64::engine::general_purpose::STANDARD.encode(self.user_data.as_bytes()),
-            "metadata": { CLUSTER_TAG: self.cluster, ROLE_TAG: self.role },
-        });
-        match self.boot_volume_gb {
-            Some(size) => {
-                let mut bdm = json!({
-                    "boot_index": 0,
-                    "uuid": self.image_id,
-                    "source_type": "image",
-                    "destination_type": "volume",
-                    "volume_size": size,
-                    "delete_on_termination": true,
-                });
-                if let Some(t) = self.volume_type {
-                    bdm["volume_type"] = json!(t);
-                }
-                server["block_device_mapping_v2"] = json!([bdm]);
-            }
-            None => server["imageRef"] = json!(self.image_id),
-        }
-        if let Some(az) = self.availability_zone {
-            server["availability_zone"] = json!(az);
-        }
-        if self.count > 1 {
-            server["min_count"] = json!(self.count);
-            server["max_count"] = json!(self.count);
-            server["return_reservation_id"] = json!(true);
-        }
-        json!({ "server": server })
-    }
-
-    pub fn microversion(&self) -> &'static str {
-        if self.boot_volume_gb.is_some() && self.volume_type.is_some() {
-            NOVA_MICROVERSION_VOLUME_TYPE
-        } else {
-            NOVA_MICROVERSION
-        }
-    }
-}
-
 #[derive(Clone, Debug, Deserialize)]
 pub struct Flavor {
     pub id: String,
@@ -239,11 +162,6 @@ pub struct KeyPairOne {
     pub keypair: KeyPair,
 }
 
-/// The body of `POST /os-keypairs` importing `public_key` (type `ssh`, 2.2+).
-pub fn key_pair_import(name: &str, public_key: &str) -> Value {
-    json!({ "keypair": { "name": name, "public_key": public_key.trim(), "type": "ssh" } })
-}
-
 /// `GET /limits` of Nova and Cinder.
 #[derive(Debug, Deserialize)]
 pub struct Limits {
@@ -276,7 +194,6 @@ pub struct VolumeAttachmentOne {
 
 #[derive(Debug, Deserialize)]
 pub struct NovaVolumeAttachment {
-    #[serde(default)]
     pub device: Option<String>,
     #[serde(rename = "serverId")]
     pub server_id: String,
@@ -361,61 +278,11 @@ pub struct SecurityGroupRule {
     pub direction: String,
     #[serde(default)]
     pub ethertype: String,
-    #[serde(default)]
     pub protocol: Option<String>,
-    #[serde(default)]
     pub port_range_min: Option<u16>,
-    #[serde(default)]
     pub port_range_max: Option<u16>,
-    #[serde(default)]
-    pub remote_ip_prefix: Option<String>,
-    #[serde(default)]
-    pub remote_group_id: Option<String>,
-}
-
-/// A rule vre wants in its security group.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WantedRule {
-    pub protocol: Option<&'static str>,
-    pub ports: Option<(u16, u16)>,
     pub remote_ip_prefix: Option<String>,
     pub remote_group_id: Option<String>,
-}
-
-impl WantedRule {
-    /// Is `have` this rule (IPv4 ingress)?
-    pub fn matches(&self, have: &SecurityGroupRule) -> bool {
-        let prefix = |p: &Option<String>| p.as_deref().filter(|p| *p != "0.0.0.0/0").map(str::to_string);
-        have.direction == "ingress"
-            && have.ethertype == "IPv4"
-            && have.protocol.as_deref().filter(|p| *p != "any") == self.protocol
-            && (have.port_range_min.zip(have.port_range_max)) == self.ports
-            && prefix(&have.remote_ip_prefix) == prefix(&self.remote_ip_prefix)
-            && have.remote_group_id == self.remote_group_id
-    }
-
-    /// `POST /v2.0/security-group-rules` body.
-    pub fn body(&self, group_id: &str) -> Value {
-        let mut r = json!({
-            "security_group_id": group_id,
-            "direction": "ingress",
-            "ethertype": "IPv4",
-        });
-        if let Some(p) = self.protocol {
-            r["protocol"] = json!(p);
-        }
-        if let Some((a, b)) = self.ports {
-            r["port_range_min"] = json!(a);
-            r["port_range_max"] = json!(b);
-        }
-        if let Some(p) = &self.remote_ip_prefix {
-            r["remote_ip_prefix"] = json!(p);
-        }
-        if let Some(g) = &self.remote_group_id {
-            r["remote_group_id"] = json!(g);
-        }
-        json!({ "security_group_rule": r })
-    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -424,9 +291,7 @@ pub struct FloatingIp {
     pub floating_ip_address: String,
     #[serde(default)]
     pub floating_network_id: String,
-    #[serde(default)]
     pub port_id: Option<String>,
-    #[serde(default)]
     pub fixed_ip_address: Option<String>,
     #[serde(default)]
     pub description: String,
@@ -449,35 +314,11 @@ pub struct QuotaDetail {
     pub reserved: i64,
 }
 
-/// `allocation_pools` of a subnet that leave out `reserved` (the master's
-/// fixed address), so no other port is given it first.
-pub fn allocation_pools(cidr: &vre_core::spec::Ipv4Cidr, reserved: Option<Ipv4Addr>) -> Vec<(Ipv4Addr, Ipv4Addr)> {
-    let hosts = cidr.host_count();
-    if hosts < 3 {
-        return Vec::new();
-    }
-    // host 1 is the gateway
-    let first = u32::from(cidr.network()) + 2;
-    let last = u32::from(cidr.network()) + hosts as u32;
-    let Some(r) = reserved.map(u32::from).filter(|r| (first..=last).contains(r)) else {
-        return vec![(Ipv4Addr::from(first), Ipv4Addr::from(last))];
-    };
-    let mut pools = Vec::new();
-    if r > first {
-        pools.push((Ipv4Addr::from(first), Ipv4Addr::from(r - 1)));
-    }
-    if r < last {
-        pools.push((Ipv4Addr::from(r + 1), Ipv4Addr::from(last)));
-    }
-    pools
-}
-
 // ---------------------------------------------------------------- Cinder
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct Volume {
     pub id: String,
-    #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
     pub status: String,
@@ -493,11 +334,8 @@ pub struct Volume {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct CinderAttachment {
     pub server_id: String,
-    #[serde(default)]
     pub attachment_id: Option<String>,
-    #[serde(default)]
     pub volume_id: Option<String>,
-    #[serde(default)]
     pub device: Option<String>,
 }
 
@@ -524,25 +362,19 @@ pub struct VolumeOne {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct Image {
     pub id: String,
-    #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
     pub status: String,
-    #[serde(default)]
     pub disk_format: Option<String>,
-    #[serde(default)]
     pub min_disk: Option<u64>,
     /// Set by Glance when an import failed for a store.
-    #[serde(default)]
     pub os_glance_failed_import: Option<String>,
-    #[serde(default)]
     pub os_glance_import_task: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct ImageList {
     pub images: Vec<Image>,
-    #[serde(default)]
     pub next: Option<String>,
 }
 
@@ -577,6 +409,7 @@ pub fn disk_format_of(url: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn fixture(name: &str) -> String {
         std::fs::read_to_string(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
@@ -614,69 +447,6 @@ mod tests {
     }
 
     #[test]
-    fn multiple_create_body() {
-        let c = ServerCreate {
-            name: "lab-service",
-            flavor_id: "3",
-            image_id: "70a599e0-31e7-49b7-b260-868f441e862b",
-            network_id: "net-1",
-            fixed_ip: None,
-            security_group: "sg-1",
-            key_name: "lab-key",
-            user_data: "#cloud-config\n",
-            cluster: "lab",
-            role: "service",
-            count: 3,
-            availability_zone: Some("nova"),
-            boot_volume_gb: None,
-            volume_type: None,
-        };
-        assert_eq!(
-            c.body(),
-            json!({"server": {
-                "name": "lab-service", "flavorRef": "3", "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b",
-                "networks": [{"uuid": "net-1"}], "security_groups": [{"name": "sg-1"}], "key_name": "lab-key",
-                "user_data": "I2Nsb3VkLWNvbmZpZwo=", "metadata": {"vre:cluster": "lab", "vre:role": "service"},
-                "availability_zone": "nova", "min_count": 3, "max_count": 3, "return_reservation_id": true
-            }})
-        );
-        assert_eq!(c.microversion(), NOVA_MICROVERSION);
-    }
-
-    #[test]
-    fn single_create_with_fixed_ip_and_boot_volume() {
-        let c = ServerCreate {
-            name: "lab-master-1",
-            flavor_id: "3",
-            image_id: "img",
-            network_id: "net-1",
-            fixed_ip: Some(Ipv4Addr::new(10, 0, 0, 10)),
-            security_group: "sg-1",
-            key_name: "lab-key",
-            user_data: "x",
-            cluster: "lab",
-            role: "master",
-            count: 1,
-            availability_zone: None,
-            boot_volume_gb: Some(40),
-            volume_type: Some("ssd"),
-        };
-        let b = c.body();
-        assert_eq!(
-            b["server"]["networks"],
-            json!([{"uuid": "net-1", "fixed_ip": "10.0.0.10"}])
-        );
-        assert!(b["server"].get("imageRef").is_none());
-        assert!(b["server"].get("min_count").is_none());
-        assert_eq!(
-            b["server"]["block_device_mapping_v2"],
-            json!([{"boot_index": 0, "uuid": "img", "source_type": "image", "destination_type": "volume",
-                    "volume_size": 40, "delete_on_termination": true, "volume_type": "ssd"}])
-        );
-        assert_eq!(c.microversion(), "2.67");
-    }
-
-    #[test]
     fn neutron_answers() {
         let n: serde_json::Value = serde_json::from_str(&fixture("neutron-network-create-resp.json")).unwrap();
         let net: Network = serde_json::from_value(n["network"].clone()).unwrap();
@@ -691,40 +461,6 @@ mod tests {
         let sg: SecurityGroup = serde_json::from_value(g["security_group"].clone()).unwrap();
         assert_eq!(sg.security_group_rules.len(), 2);
         assert!(sg.security_group_rules.iter().all(|r| r.direction == "egress"));
-    }
-
-    #[test]
-    fn security_group_rules_match_what_neutron_returns() {
-        let all_from_group = WantedRule {
-            protocol: None,
-            ports: None,
-            remote_ip_prefix: None,
-            remote_group_id: Some("sg-1".into()),
-        };
-        let have: SecurityGroupRule = serde_json::from_value(json!({
-            "id": "r1", "direction": "ingress", "ethertype": "IPv4", "protocol": null,
-            "port_range_min": null, "port_range_max": null, "remote_ip_prefix": null, "remote_group_id": "sg-1"
-        }))
-        .unwrap();
-        assert!(all_from_group.matches(&have));
-        let ssh = WantedRule {
-            protocol: Some("tcp"),
-            ports: Some((22, 22)),
-            remote_ip_prefix: Some("0.0.0.0/0".into()),
-            remote_group_id: None,
-        };
-        assert!(!ssh.matches(&have));
-        let have_ssh: SecurityGroupRule = serde_json::from_value(json!({
-            "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp",
-            "port_range_min": 22, "port_range_max": 22, "remote_ip_prefix": "0.0.0.0/0"
-        }))
-        .unwrap();
-        assert!(ssh.matches(&have_ssh));
-        assert_eq!(
-            ssh.body("sg-1"),
-            json!({"security_group_rule": {"security_group_id": "sg-1", "direction": "ingress", "ethertype": "IPv4",
-                   "protocol": "tcp", "port_range_min": 22, "port_range_max": 22, "remote_ip_prefix": "0.0.0.0/0"}})
-        );
     }
 
     #[test]
@@ -763,22 +499,6 @@ mod tests {
             "maxTotalVolumeGigabytes": -1, "totalGigabytesUsed": 12}}}))
         .unwrap();
         assert_eq!(l.pair("maxTotalVolumeGigabytes", "totalGigabytesUsed"), None);
-    }
-
-    #[test]
-    fn pools_leave_out_the_master_address() {
-        let cidr: vre_core::spec::Ipv4Cidr = "10.0.0.0/24".parse().unwrap();
-        assert_eq!(
-            allocation_pools(&cidr, Some(Ipv4Addr::new(10, 0, 0, 10))),
-            vec![
-                (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 9)),
-                (Ipv4Addr::new(10, 0, 0, 11), Ipv4Addr::new(10, 0, 0, 254))
-            ]
-        );
-        assert_eq!(
-            allocation_pools(&cidr, None),
-            vec![(Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 254))]
-        );
     }
 
     #[test]
