@@ -1,0 +1,33 @@
+//! What every REST cloud provider of vre needs and should write once:
+//!
+//! * [`RestCall`]: one API request as data (operation id, verb, path
+//!   template and its parameters, query, JSON body, purpose), with
+//!   [`RestCall::path`] filling the template (percent-encoded);
+//! * [`TokenCache`] and [`request_token`]: an OAuth2 bearer token fetched
+//!   from a token endpoint and cached until shortly before it expires, one
+//!   refresh in flight at a time;
+//! * [`PollPolicy`]: the one backoff policy every poller uses (operations,
+//!   settling resources, booting instances), honouring `Retry-After`;
+//! * [`wait_instances`]: the instance-wait loop that asks the cloud with one
+//!   listing per round for all instances (never one GET per instance),
+//!   generic over how a cloud lists and classifies them ([`Observed`]);
+//! * [`answer`]: constructors mapping a cloud's answer to vre-core's error
+//!   kinds (not found, quota, throttled with `Retry-After`, transient,
+//!   credentials, input, unexpected answer).
+//!
+//! The kit depends on vre-core only; a provider crate keeps what is its
+//! own (its wire types, request signing, its error codes).
+
+#![warn(missing_docs)]
+
+pub mod answer;
+mod call;
+mod poll;
+mod token;
+mod wait;
+
+pub use answer::retry_after;
+pub use call::{RestCall, encode_segment, fill_template};
+pub use poll::PollPolicy;
+pub use token::{AccessToken, TokenCache, TokenError, TokenRefused, request_token};
+pub use wait::{Observed, wait_instances};
