@@ -25,42 +25,14 @@ use crate::error::AzureError;
 /// Azure Resource Manager in the public cloud.
 pub const DEFAULT_ENDPOINT: &str = "https://management.azure.com/";
 
-/// How long-running operations are polled when the server names no delay.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PollPolicy {
-    /// The first delay without `Retry-After`; doubles up to `max`.
-    pub initial: Duration,
-    pub max: Duration,
-    /// An operation still running after this is reported as a timeout.
-    pub timeout: Duration,
-}
+/// How long-running operations are polled when the server names no delay
+/// (the kit's policy; 2 s doubling up to 20 s, for 30 minutes by default).
+pub use vre_cloud_kit::PollPolicy;
 
-impl Default for PollPolicy {
-    fn default() -> Self {
-        PollPolicy {
-            initial: Duration::from_secs(2),
-            max: Duration::from_secs(20),
-            timeout: Duration::from_secs(30 * 60),
-        }
-    }
-}
+pub(crate) use vre_cloud_kit::retry_after;
 
-impl PollPolicy {
-    /// The wait before poll `attempt` (from 0): the server's `Retry-After`
-    /// when it sent one, the backoff otherwise.
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        retry_after.unwrap_or_else(|| self.initial.saturating_mul(1u32 << attempt.min(16)).min(self.max))
-    }
-}
-
-/// The `Retry-After` header in seconds, when the server sent one.
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-}
+/// The query parameter ARM reads a call's API version from.
+pub const API_VERSION: &str = "api-version";
 
 /// One HTTP answer.
 #[derive(Debug)]
@@ -142,7 +114,7 @@ impl ArmClient {
                 operation: call.purpose.clone(),
                 message: format!("bad path {}: {e}", call.path()),
             })?;
-        u.query_pairs_mut().extend_pairs(call.query_pairs());
+        u.query_pairs_mut().extend_pairs(call.query_pairs(API_VERSION));
         Ok(u)
     }
 
@@ -427,7 +399,7 @@ impl ArmClient {
 
 /// The GET of the resource a PUT wrote.
 fn reading(call: &ArmCall) -> ArmCall {
-    let operation_id: &'static str = match call.operation_id {
+    let operation: &'static str = match call.operation {
         "VirtualNetworks_CreateOrUpdate" => "VirtualNetworks_Get",
         "NetworkSecurityGroups_CreateOrUpdate" => "NetworkSecurityGroups_Get",
         "PublicIPAddresses_CreateOrUpdate" => "PublicIPAddresses_Get",
@@ -438,7 +410,7 @@ fn reading(call: &ArmCall) -> ArmCall {
         other => other,
     };
     ArmCall {
-        operation_id,
+        operation,
         verb: "GET",
         body: None,
         ..call.clone()
@@ -565,7 +537,7 @@ mod tests {
         let client = client_for(&base);
         let vm = json!({});
         let mut call = call::virtual_machines_get(&scope(), "lab-service-1");
-        call.operation_id = "VirtualMachines_CreateOrUpdate";
+        call.operation = "VirtualMachines_CreateOrUpdate";
         call.verb = "PUT";
         call.body = Some(vm);
         call.purpose = "create virtual machine lab-service-1".into();
@@ -770,6 +742,7 @@ mod tests {
         let p = PollPolicy {
             initial: Duration::from_secs(2),
             max: Duration::from_secs(20),
+            factor: 2.0,
             timeout: Duration::from_secs(60),
         };
         assert_eq!(p.delay(0, Some(Duration::from_secs(15))), Duration::from_secs(15));

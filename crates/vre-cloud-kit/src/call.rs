@@ -70,6 +70,16 @@ impl RestCall {
         self
     }
 
+    /// Every query parameter; with a `version`, that first, named
+    /// `version_name` (ARM: `api-version`).
+    pub fn query_pairs(&self, version_name: &'static str) -> Vec<(&str, &str)> {
+        let version = (!self.version.is_empty()).then_some((version_name, self.version));
+        version
+            .into_iter()
+            .chain(self.query.iter().map(|(k, v)| (*k, v.as_str())))
+            .collect()
+    }
+
     /// The path with every parameter substituted (see [`fill_template`]).
     pub fn path(&self) -> String {
         fill_template(self.template, &self.params)
@@ -142,5 +152,11 @@ mod tests {
         assert_eq!(c.query, vec![("$expand", "state".to_string())]);
         assert_eq!(c.body, Some(json!({"k": 1})));
         assert_eq!(c.purpose, "do it");
+        assert_eq!(
+            c.query_pairs("api-version"),
+            [("api-version", "2025-01-01"), ("$expand", "state")]
+        );
+        let unversioned = RestCall::new("Op", "GET", "/", vec![], "read").query("filter", "x");
+        assert_eq!(unversioned.query_pairs("api-version"), [("filter", "x")]);
     }
 }

@@ -17,30 +17,17 @@ pub const DEFAULT_ENDPOINT: &str = "https://compute.googleapis.com/";
 pub const SERVICE_PATH: &str = "compute/v1/";
 
 /// How operations are waited on: `operations.wait` blocks server-side for up
-/// to two minutes; when it comes back early, the next call waits this long
-/// first, doubling up to `max`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PollPolicy {
-    pub initial: Duration,
-    pub max: Duration,
-    /// An operation still running after this is reported as a timeout.
-    pub timeout: Duration,
-}
+/// to two minutes; when it comes back early, the next call waits the
+/// policy's delay first (1 s doubling up to 10 s by default).
+pub use vre_cloud_kit::PollPolicy;
 
-impl Default for PollPolicy {
-    fn default() -> Self {
-        PollPolicy {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(10),
-            timeout: Duration::from_secs(30 * 60),
-        }
-    }
-}
-
-impl PollPolicy {
-    /// Delay `attempt` (from 0) of a backoff.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        self.initial.saturating_mul(1u32 << attempt.min(16)).min(self.max)
+/// The policy Compute Engine waits by unless told otherwise.
+pub fn default_poll() -> PollPolicy {
+    PollPolicy {
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(10),
+        factor: 2.0,
+        timeout: Duration::from_secs(30 * 60),
     }
 }
 
@@ -125,14 +112,7 @@ struct GoogleErrorItem {
     reason: Option<String>,
 }
 
-/// The `Retry-After` header in seconds, when the server sent one.
-pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-}
+pub(crate) use vre_cloud_kit::retry_after;
 
 /// The Compute Engine API for one service account.
 #[derive(Debug)]
@@ -156,7 +136,7 @@ impl ComputeClient {
             http,
             base,
             tokens,
-            poll: PollPolicy::default(),
+            poll: default_poll(),
         }
     }
 
@@ -187,7 +167,7 @@ impl ComputeClient {
             if let Some(b) = &call.body {
                 req = req.json(b);
             }
-            tracing::debug!(method = call.method, %url, "compute request");
+            tracing::debug!(method = call.operation, %url, "compute request");
             let resp = req.send().await.map_err(|source| GcpError::Transport {
                 operation: call.purpose.clone(),
                 source,
@@ -272,7 +252,7 @@ impl ComputeClient {
                 });
             }
             if attempt > 0 {
-                tokio::time::sleep(self.poll.delay(attempt - 1)).await;
+                tokio::time::sleep(self.poll.delay(attempt - 1, None)).await;
             }
             attempt += 1;
             let wait = call::operations_wait(&project, &op.scope(), &op.name);
@@ -558,6 +538,7 @@ mod tests {
         let client = client_for(&serve(s.clone()).await).with_poll(PollPolicy {
             initial: Duration::from_millis(1),
             max: Duration::from_millis(2),
+            factor: 2.0,
             timeout: Duration::from_millis(30),
         });
         let call = instances_bulk_insert(&loc(), &["x".into()], json!({}), "create".into());
