@@ -26,8 +26,6 @@ use crate::error::AzureError;
 use crate::settings::AzureSettings;
 use vre_cloud_kit::Observed;
 
-/// The registered provider name.
-pub const PROVIDER_NAME: &str = "azure";
 /// [`CloudResource::attrs`] key of the SSH public key a key-pair resource carries.
 pub const PUBLIC_KEY_ATTR: &str = "public_key";
 /// The LUN of a node's data disk; the guest sees it as `/dev/disk/azure/scsi1/lun0`.
@@ -505,7 +503,7 @@ fn rules_of(v: &Value) -> Vec<Value> {
 #[async_trait]
 impl CloudProvider for AzureProvider {
     fn name(&self) -> &str {
-        PROVIDER_NAME
+        crate::PROVIDER
     }
 
     fn capabilities(&self) -> Capabilities {

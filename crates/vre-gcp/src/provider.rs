@@ -21,8 +21,6 @@ use crate::ownership::{self, description, is_owned, key_from_label, label_filter
 use crate::settings::{GcpSettings, SubnetMode};
 use vre_cloud_kit::Observed;
 
-/// The registered provider name.
-pub const PROVIDER_NAME: &str = "gcp";
 /// The device name of a node's data disk; the guest sees it as `/dev/disk/by-id/google-vre-data`.
 pub const DATA_DEVICE: &str = "vre-data";
 /// [`CloudResource::attrs`] key of the SSH public key a key-pair resource carries.
@@ -629,7 +627,7 @@ fn normalized(v: Option<&Value>) -> Value {
 #[async_trait]
 impl CloudProvider for GcpProvider {
     fn name(&self) -> &str {
-        PROVIDER_NAME
+        crate::PROVIDER
     }
 
     fn capabilities(&self) -> Capabilities {
