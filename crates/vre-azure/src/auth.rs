@@ -100,13 +100,15 @@ impl TokenSource {
             ("scope", self.scope.as_str()),
             ("grant_type", "client_credentials"),
         ];
-        match request_token(&self.http, &self.token_uri, &form, Duration::from_secs(3599)).await {
-            Err(TokenError::Refused(mut r)) => {
-                r.description = r.description.map(|d| first_line(&d));
-                Err(AzureError::Token(r))
-            }
-            other => other.map_err(AzureError::from),
-        }
+        request_token(&self.http, &self.token_uri, &form, Duration::from_secs(3599))
+            .await
+            .map_err(|e| match e {
+                TokenError::Refused(mut r) => {
+                    r.description = r.description.map(|d| first_line(&d));
+                    TokenError::Refused(r).into()
+                }
+                other => other.into(),
+            })
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use vre_cloud_kit::{TokenError, TokenRefused, answer};
+use vre_cloud_kit::{TOKEN_REQUEST, TokenError, answer};
 use vre_core::Error;
 
 /// The API name reported in every cloud error of this crate.
@@ -11,8 +11,8 @@ pub(crate) const SERVICE: &str = "arm";
 #[derive(Debug, thiserror::Error)]
 pub enum AzureError {
     /// Microsoft Entra ID refused the client credentials or failed.
-    #[error(transparent)]
-    Token(TokenRefused),
+    #[error("token request: {0}")]
+    Token(#[from] TokenError),
 
     /// The request did not get an answer (connection refused, reset, timeout).
     #[error("{operation}: request failed: {source}")]
@@ -78,22 +78,11 @@ impl AzureError {
     }
 }
 
-impl From<TokenError> for AzureError {
-    fn from(e: TokenError) -> Self {
-        let operation = "token request".to_string();
-        match e {
-            TokenError::Transport(source) => AzureError::Transport { operation, source },
-            TokenError::Refused(r) => AzureError::Token(r),
-            TokenError::Decode(message) => AzureError::Decode { operation, message },
-        }
-    }
-}
-
 impl From<AzureError> for Error {
     fn from(e: AzureError) -> Self {
         let message = e.to_string();
         match e {
-            AzureError::Token(refused) => {
+            AzureError::Token(e) => e.into_error(SERVICE, |refused| {
                 let text = refused.text();
                 if refused.status == 400 || refused.status == 401 {
                     answer::credentials(format!(
@@ -102,7 +91,7 @@ impl From<AzureError> for Error {
                 } else {
                     answer::http(
                         "entra-id",
-                        "token request",
+                        TOKEN_REQUEST,
                         refused.status,
                         Some(refused.error),
                         text,
@@ -110,7 +99,7 @@ impl From<AzureError> for Error {
                     )
                     .into()
                 }
-            }
+            }),
             AzureError::Transport { operation, source } => {
                 vre_core::CloudError::transport(SERVICE, operation, source).into()
             }
@@ -188,13 +177,13 @@ mod tests {
 
     #[test]
     fn refused_credentials_are_credential_errors() {
-        let e = Error::from(AzureError::Token(TokenRefused {
+        let e = Error::from(AzureError::Token(TokenError::Refused(vre_cloud_kit::TokenRefused {
             uri: "https://login.microsoftonline.com/t/oauth2/v2.0/token".into(),
             status: 401,
             error: "invalid_client".into(),
             description: Some("AADSTS7000215: Invalid client secret provided.".into()),
             retry_after: None,
-        }));
+        })));
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("AZURE_CLIENT_SECRET"), "{e}");
     }

@@ -29,5 +29,5 @@ mod wait;
 pub use answer::retry_after;
 pub use call::{RestCall, encode_segment, fill_template};
 pub use poll::PollPolicy;
-pub use token::{AccessToken, TokenCache, TokenError, TokenRefused, request_token};
+pub use token::{AccessToken, TOKEN_REQUEST, TokenCache, TokenError, TokenRefused, request_token};
 pub use wait::{Observed, wait_instances};

@@ -10,7 +10,9 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::answer::retry_after;
+use vre_core::{CloudError, Error};
+
+use crate::answer::{retry_after, unexpected_answer};
 
 /// An access token and when it expires; its text is never printed.
 #[derive(Clone)]
@@ -137,6 +139,23 @@ pub enum TokenError {
     #[error("{0}")]
     Decode(String),
 }
+
+impl TokenError {
+    /// Into vre-core's error for `service`'s token request: a transport
+    /// failure is retriable, an answer that is no bearer token is not, and
+    /// `refused` says what a refusal means for this cloud (credentials to
+    /// fix, or an HTTP error of the endpoint).
+    pub fn into_error(self, service: &str, refused: impl FnOnce(TokenRefused) -> Error) -> Error {
+        match self {
+            TokenError::Transport(source) => CloudError::transport(service, TOKEN_REQUEST, source).into(),
+            TokenError::Refused(r) => refused(r),
+            TokenError::Decode(message) => unexpected_answer(service, TOKEN_REQUEST, message).into(),
+        }
+    }
+}
+
+/// The operation name of a token request in errors.
+pub const TOKEN_REQUEST: &str = "token request";
 
 #[derive(Deserialize)]
 struct TokenAnswer {
@@ -267,5 +286,10 @@ mod tests {
             "token endpoint https://t/token: HTTP 400: invalid_grant: Invalid JWT"
         );
         assert!(!format!("{:?}", AccessToken::new("s3cr3t", Instant::now())).contains("s3cr3t"));
+        let e = TokenError::Refused(r).into_error("arm", |r| Error::Credentials { message: r.text() });
+        assert_eq!(e.exit_code(), 2);
+        let e = TokenError::Decode("no access_token".into()).into_error("arm", |_| unreachable!());
+        assert_eq!(e.to_string(), "arm token request: unexpected answer: no access_token");
+        assert_eq!(e.retry(), None);
     }
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use vre_cloud_kit::{TokenError, TokenRefused, answer};
+use vre_cloud_kit::{TOKEN_REQUEST, TokenError, answer};
 use vre_core::Error;
 
 /// The API name reported in every cloud error of this crate.
@@ -24,8 +24,8 @@ pub enum GcpError {
     KeyFormat { path: PathBuf, reason: String },
 
     /// The OAuth2 token endpoint refused the assertion or failed.
-    #[error(transparent)]
-    Token(TokenRefused),
+    #[error("token request: {0}")]
+    Token(#[from] TokenError),
 
     /// The request did not get an answer (connection refused, reset, timeout).
     #[error("{operation}: request failed: {source}")]
@@ -101,23 +101,12 @@ impl GcpError {
     }
 }
 
-impl From<TokenError> for GcpError {
-    fn from(e: TokenError) -> Self {
-        let operation = "token request".to_string();
-        match e {
-            TokenError::Transport(source) => GcpError::Transport { operation, source },
-            TokenError::Refused(r) => GcpError::Token(r),
-            TokenError::Decode(message) => GcpError::Decode { operation, message },
-        }
-    }
-}
-
 impl From<GcpError> for Error {
     fn from(e: GcpError) -> Self {
         let message = e.to_string();
         match e {
             GcpError::KeyFile { .. } | GcpError::KeyFormat { .. } => answer::credentials(message),
-            GcpError::Token(refused) => {
+            GcpError::Token(e) => e.into_error(SERVICE, |refused| {
                 let hint = if refused.status == 400 || refused.status == 401 {
                     "; check that the service-account key is current (not deleted or disabled)"
                 } else {
@@ -125,14 +114,14 @@ impl From<GcpError> for Error {
                 };
                 answer::http(
                     "oauth2",
-                    "token request",
+                    TOKEN_REQUEST,
                     refused.status,
                     Some(refused.error.clone()),
                     format!("{}{hint}", refused.text()),
                     refused.retry_after,
                 )
                 .into()
-            }
+            }),
             GcpError::Transport { operation, source } => {
                 vre_core::CloudError::transport(SERVICE, operation, source).into()
             }
