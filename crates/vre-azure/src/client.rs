@@ -30,6 +30,7 @@ pub const DEFAULT_ENDPOINT: &str = "https://management.azure.com/";
 pub use vre_cloud_kit::PollPolicy;
 
 pub(crate) use vre_cloud_kit::retry_after;
+use vre_cloud_kit::send_with_bearer;
 
 /// The query parameter ARM reads a call's API version from.
 pub const API_VERSION: &str = "api-version";
@@ -142,44 +143,36 @@ impl ArmClient {
             operation: operation.to_string(),
             message: format!("bad HTTP verb {verb}"),
         })?;
-        let mut renewed = false;
-        loop {
-            let token = self.tokens.token().await?;
-            let mut req = self.http.request(method.clone(), url.clone()).bearer_auth(&token);
-            if let Some(b) = body {
-                req = req.json(b);
-            }
+        let build = |token: &str| {
             tracing::debug!(%verb, %url, "ARM request");
-            let transport = |source| AzureError::Transport {
-                operation: operation.to_string(),
-                source,
-            };
-            let resp = req.send().await.map_err(transport)?;
-            let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
-            let raw = resp.bytes().await.map_err(transport)?;
-            if status == 401 && !renewed {
-                self.tokens.invalidate().await;
-                renewed = true;
-                continue;
+            let req = self.http.request(method.clone(), url.clone()).bearer_auth(token);
+            match body {
+                Some(b) => req.json(b),
+                None => req,
             }
-            let body: Value = if raw.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&raw).unwrap_or(Value::Null)
-            };
-            let retry = retry_after(&headers);
-            if !(200..300).contains(&status) {
-                return Err(arm_error(operation, status, &body, &raw, retry));
-            }
-            return Ok(Answer {
-                status,
-                async_operation: header(&headers, "azure-asyncoperation"),
-                location: header(&headers, "location"),
-                retry_after: retry,
-                body,
-            });
+        };
+        let transport = |source| AzureError::Transport {
+            operation: operation.to_string(),
+            source,
+        };
+        let answer = send_with_bearer(build, || self.tokens.token(), || self.tokens.invalidate(), transport).await?;
+        let (status, headers, raw) = (answer.status, answer.headers, answer.body);
+        let body: Value = if raw.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&raw).unwrap_or(Value::Null)
+        };
+        let retry = retry_after(&headers);
+        if !(200..300).contains(&status) {
+            return Err(arm_error(operation, status, &body, &raw, retry));
         }
+        Ok(Answer {
+            status,
+            async_operation: header(&headers, "azure-asyncoperation"),
+            location: header(&headers, "location"),
+            retry_after: retry,
+            body,
+        })
     }
 
     fn parse_url(&self, s: &str, operation: &str) -> Result<url::Url, AzureError> {

@@ -5,7 +5,8 @@
 //!   [`RestCall::path`] filling the template (percent-encoded);
 //! * [`TokenCache`] and [`request_token`]: an OAuth2 bearer token fetched
 //!   from a token endpoint and cached until shortly before it expires, one
-//!   refresh in flight at a time;
+//!   refresh in flight at a time, and [`send_with_bearer`] sending one
+//!   request with it (renewed once on a 401);
 //! * [`PollPolicy`]: the one backoff policy every poller uses (operations,
 //!   settling resources, booting instances), honouring `Retry-After`;
 //! * [`wait_instances`]: the instance-wait loop that asks the cloud with one
@@ -23,11 +24,13 @@
 pub mod answer;
 mod call;
 mod poll;
+mod send;
 mod token;
 mod wait;
 
 pub use answer::retry_after;
 pub use call::{RestCall, encode_segment, fill_template};
 pub use poll::PollPolicy;
+pub use send::{RawAnswer, send_with_bearer};
 pub use token::{AccessToken, TOKEN_REQUEST, TokenCache, TokenError, TokenRefused, request_token};
 pub use wait::{Observed, wait_instances};

@@ -113,6 +113,7 @@ struct GoogleErrorItem {
 }
 
 pub(crate) use vre_cloud_kit::retry_after;
+use vre_cloud_kit::send_with_bearer;
 
 /// The Compute Engine API for one service account.
 #[derive(Debug)]
@@ -155,46 +156,39 @@ impl ComputeClient {
 
     /// Sends one call and returns its JSON answer.
     pub async fn send(&self, call: &ComputeCall) -> Result<Value, GcpError> {
-        let mut retried_auth = false;
-        loop {
-            let token = self.tokens.token().await?;
-            let url = format!("{}{}", self.base, call.path());
-            let method = reqwest::Method::from_bytes(call.verb.as_bytes()).map_err(|_| GcpError::Decode {
-                operation: call.purpose.clone(),
-                message: format!("bad HTTP verb {}", call.verb),
-            })?;
-            let mut req = self.http.request(method, &url).bearer_auth(&token).query(&call.query);
-            if let Some(b) = &call.body {
-                req = req.json(b);
-            }
+        let url = format!("{}{}", self.base, call.path());
+        let method = reqwest::Method::from_bytes(call.verb.as_bytes()).map_err(|_| GcpError::Decode {
+            operation: call.purpose.clone(),
+            message: format!("bad HTTP verb {}", call.verb),
+        })?;
+        let build = |token: &str| {
             tracing::debug!(method = call.operation, %url, "compute request");
-            let resp = req.send().await.map_err(|source| GcpError::Transport {
-                operation: call.purpose.clone(),
-                source,
-            })?;
-            let status = resp.status().as_u16();
-            let retry = retry_after(resp.headers());
-            let bytes = resp.bytes().await.map_err(|source| GcpError::Transport {
-                operation: call.purpose.clone(),
-                source,
-            })?;
-            if status == 401 && !retried_auth {
-                // a token revoked or expired early: get a new one, once
-                self.tokens.invalidate().await;
-                retried_auth = true;
-                continue;
+            let req = self
+                .http
+                .request(method.clone(), &url)
+                .bearer_auth(token)
+                .query(&call.query);
+            match &call.body {
+                Some(b) => req.json(b),
+                None => req,
             }
-            if !(200..300).contains(&status) {
-                return Err(api_error(&call.purpose, status, &bytes, retry));
-            }
-            if bytes.is_empty() {
-                return Ok(Value::Null);
-            }
-            return serde_json::from_slice(&bytes).map_err(|e| GcpError::Decode {
-                operation: call.purpose.clone(),
-                message: format!("not JSON ({e})"),
-            });
+        };
+        let transport = |source| GcpError::Transport {
+            operation: call.purpose.clone(),
+            source,
+        };
+        let answer = send_with_bearer(build, || self.tokens.token(), || self.tokens.invalidate(), transport).await?;
+        if !(200..300).contains(&answer.status) {
+            let retry = retry_after(&answer.headers);
+            return Err(api_error(&call.purpose, answer.status, &answer.body, retry));
         }
+        if answer.body.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&answer.body).map_err(|e| GcpError::Decode {
+            operation: call.purpose.clone(),
+            message: format!("not JSON ({e})"),
+        })
     }
 
     /// Like [`Self::send`], `None` when the resource does not exist (404).
