@@ -729,21 +729,4 @@ mod tests {
         assert_eq!(names, ["a", "b"]);
         assert_eq!(s.count("POST", &format!("/{TENANT}/oauth2/v2.0/token")), 2);
     }
-
-    #[test]
-    fn retry_after_sets_the_poll_delay() {
-        let p = PollPolicy {
-            initial: Duration::from_secs(2),
-            max: Duration::from_secs(20),
-            factor: 2.0,
-            timeout: Duration::from_secs(60),
-        };
-        assert_eq!(p.delay(0, Some(Duration::from_secs(15))), Duration::from_secs(15));
-        assert_eq!(p.delay(0, None), Duration::from_secs(2));
-        assert_eq!(p.delay(3, None), Duration::from_secs(16));
-        assert_eq!(p.delay(9, None), Duration::from_secs(20));
-        let mut h = HeaderMap::new();
-        h.insert("retry-after", "7".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-    }
 }

@@ -24,7 +24,7 @@ use crate::call::{self, ArmCall, ImageRef, InboundRule, NicSpec, Scope, Tags, Vm
 use crate::client::{ArmClient, PollPolicy};
 use crate::error::AzureError;
 use crate::settings::AzureSettings;
-use vre_cloud_kit::Observed;
+use vre_cloud_kit::{Observed, answer, names};
 
 /// [`CloudResource::attrs`] key of the SSH public key a key-pair resource carries.
 pub const PUBLIC_KEY_ATTR: &str = "public_key";
@@ -835,12 +835,11 @@ impl CloudProvider for AzureProvider {
             list,
             |_, _| {},
             |pending| {
-                let names: Vec<&str> = pending.iter().map(|r| r.name.as_str()).collect();
-                Error::Timeout {
-                    what: format!("virtual machines {} to be provisioned", names.join(", ")),
-                    after: timeout,
-                    hint: format!("check them with `az vm show -g {group} -n NAME`"),
-                }
+                answer::still_running(
+                    format!("virtual machines {} to be provisioned", names(pending)),
+                    timeout,
+                    format!("check them with `az vm show -g {group} -n NAME`"),
+                )
             },
         )
         .await

@@ -33,4 +33,4 @@ pub use call::{RestCall, encode_segment, fill_template};
 pub use poll::PollPolicy;
 pub use send::{RawAnswer, send_with_bearer};
 pub use token::{AccessToken, TOKEN_REQUEST, TokenCache, TokenError, TokenRefused, request_token};
-pub use wait::{Observed, wait_instances};
+pub use wait::{Observed, names, wait_instances};

@@ -33,6 +33,11 @@ impl Observed {
     }
 }
 
+/// The names of `resources`, comma-separated (for a timeout's message).
+pub fn names(resources: &[CloudResource]) -> String {
+    resources.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
 /// Waits until every instance in `instances` is settled and returns their
 /// latest views, in the order given.
 ///
@@ -197,7 +202,7 @@ mod tests {
             },
             |_, _| {},
             |pending| Error::Timeout {
-                what: pending.iter().map(|r| r.name.clone()).collect::<Vec<_>>().join(", "),
+                what: names(pending),
                 after: Duration::from_secs(10),
                 hint: String::new(),
             },

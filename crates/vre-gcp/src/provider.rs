@@ -19,7 +19,7 @@ use crate::client::{ComputeClient, PollPolicy};
 use crate::error::GcpError;
 use crate::ownership::{self, description, is_owned, key_from_label, label_filter, labels};
 use crate::settings::{GcpSettings, SubnetMode};
-use vre_cloud_kit::Observed;
+use vre_cloud_kit::{Observed, answer, names};
 
 /// The device name of a node's data disk; the guest sees it as `/dev/disk/by-id/google-vre-data`.
 pub const DATA_DEVICE: &str = "vre-data";
@@ -943,12 +943,11 @@ impl CloudProvider for GcpProvider {
             list,
             |_, _| {},
             |pending| {
-                let names: Vec<&str> = pending.iter().map(|r| r.name.as_str()).collect();
-                Error::Timeout {
-                    what: format!("instances {} to be RUNNING", names.join(", ")),
-                    after: timeout,
-                    hint: format!("check them with `gcloud compute instances describe --zone {zone}`"),
-                }
+                answer::still_running(
+                    format!("instances {} to be RUNNING", names(pending)),
+                    timeout,
+                    format!("check them with `gcloud compute instances describe --zone {zone}`"),
+                )
             },
         )
         .await
