@@ -16,8 +16,17 @@
 //!   kinds (not found, quota, throttled with `Retry-After`, transient,
 //!   credentials, input, unexpected answer).
 //!
-//! The kit depends on vre-core only; a provider crate keeps what is its
-//! own (its wire types, request signing, its error codes).
+//! The kit depends on vre-core and the workspace's HTTP and async crates
+//! (reqwest, tokio, serde, thiserror) only; a provider crate keeps what is
+//! its own (its wire types, request signing, its error codes and what they
+//! mean).
+//!
+//! A provider uses what fits its shape: vre-gcp and vre-azure use all of
+//! it; vre-aws (signed query requests, no bearer tokens) uses the polling
+//! policy, the wait loop and the error constructors. A cloud joins the wait
+//! loop by writing one closure that lists its instances once and says for
+//! each awaited one whether it is still booting ([`Observed::Pending`]) or
+//! settled ([`Observed::Settled`]); see [`wait_instances`].
 
 #![warn(missing_docs)]
 
