@@ -6,7 +6,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use vre_core::{CloudError, Error, Retry, Role};
+use vre_cloud_kit::answer;
+use vre_core::{CloudError, Error, Role};
+
+/// The API name reported in every cloud error of this crate.
+pub(crate) const SERVICE: &str = "ec2";
 
 /// Where a failed call's input came from in the spec, so an EC2 error can
 /// name the field to change.
@@ -231,25 +235,16 @@ impl AwsError {
                     message: self.to_string(),
                 };
             }
-            AwsError::Transport { action, source } => return CloudError::transport("ec2", action, source).into(),
+            AwsError::Transport { action, source } => return CloudError::transport(SERVICE, action, source).into(),
             AwsError::Http {
                 action,
                 status,
                 snippet,
             } => {
-                return CloudError::http("ec2", action, status, snippet, None).into();
+                return answer::http(SERVICE, action, status, None, snippet, None).into();
             }
             AwsError::Decode { ref action, .. } | AwsError::Signing { ref action, .. } => {
-                return CloudError {
-                    service: "ec2".into(),
-                    operation: action.clone(),
-                    status: None,
-                    code: None,
-                    message: self.to_string(),
-                    retry: Retry::Never,
-                    source: None,
-                }
-                .into();
+                return answer::failed(SERVICE, action.clone(), None, None, self.to_string(), false).into();
             }
             other => {
                 return Error::Credentials {
@@ -335,26 +330,18 @@ impl AwsError {
             }
             _ => {}
         }
-        let retry = if RETRIABLE_CODES.contains(&code.as_str()) || status >= 500 {
-            // EC2 sends no Retry-After; throttling deserves a pause of its own
-            Retry::After((code == "RequestLimitExceeded").then_some(Duration::from_secs(1)))
-        } else {
-            Retry::Never
-        };
         let message = match request_id {
             Some(id) => format!("{message} (request id {id})"),
             None => message,
         };
-        CloudError {
-            service: "ec2".into(),
-            operation: action,
-            status: Some(status),
-            code: Some(code.clone()),
-            message: format!("{code}: {message}"),
-            retry,
-            source: None,
+        let message = format!("{code}: {message}");
+        if code == "RequestLimitExceeded" {
+            // EC2 sends no Retry-After; throttling deserves a pause of its own
+            answer::throttled(SERVICE, action, status, code, message, Some(Duration::from_secs(1))).into()
+        } else {
+            let transient = RETRIABLE_CODES.contains(&code.as_str()) || status >= 500;
+            answer::failed(SERVICE, action, Some(status), Some(code), message, transient).into()
         }
-        .into()
     }
 }
 

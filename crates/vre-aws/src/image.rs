@@ -6,8 +6,9 @@
 
 use std::time::Duration;
 
+use vre_cloud_kit::answer;
 use vre_core::spec::ImageSpec;
-use vre_core::{CloudError, CloudResource, Error, ResourceKind, Result, Retry};
+use vre_core::{CloudResource, Error, ResourceKind, Result};
 
 use crate::error::Blame;
 use crate::provider::{AwsProvider, attr};
@@ -294,18 +295,17 @@ impl AwsProvider {
                         self.events.progress("image", format!("import {task_id}: {message}"));
                         Ok(None)
                     }
-                    ImportProgress::Failed { message } => Err(CloudError {
-                        service: "ec2".into(),
-                        operation: format!("import {}", src.url()),
-                        status: None,
-                        code: None,
-                        message: format!(
+                    ImportProgress::Failed { message } => Err(answer::failed(
+                        crate::error::SERVICE,
+                        format!("import {}", src.url()),
+                        None,
+                        None,
+                        format!(
                             "VM Import task {task_id} failed: {message}; check the disk format and that role \"{}\" may read the bucket",
                             self.settings.import_role
                         ),
-                        retry: Retry::Never,
-                        source: None,
-                    }
+                        false,
+                    )
                     .into()),
                 }
             })

@@ -11,8 +11,8 @@ use base64::Engine as _;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use vre_core::provider::{InstanceBatch, InstanceRequest};
 use vre_core::{
-    CLUSTER_TAG, CloudError, CloudResource, ClusterRef, Error, KEY_TAG, ROLE_TAG, ResourceKey, ResourceKind,
-    ResourceStatus, Result, Retry, attr as core_attr,
+    CLUSTER_TAG, CloudResource, ClusterRef, Error, KEY_TAG, ROLE_TAG, ResourceKey, ResourceKind, ResourceStatus,
+    Result, attr as core_attr,
 };
 
 use crate::error::Blame;
@@ -20,6 +20,7 @@ use crate::provider::{AwsProvider, attr, key_of};
 use crate::query::Tag;
 use crate::requests::{self, Launch, MAX_FILTER_VALUES};
 use crate::wire::{self, DescribeInstancesResponse, RunInstancesResponse, Tagged};
+use vre_cloud_kit::{Observed, answer};
 
 /// EC2's limit on user data, before base64.
 pub const USER_DATA_LIMIT: usize = 16 * 1024;
@@ -128,8 +129,8 @@ impl AwsProvider {
             (KEY_TAG.into(), request.key.to_string()),
         ];
         let q = requests::create_tags(&[instance_id], &tags);
-        let deadline = Instant::now() + self.wait.settle_timeout.min(Duration::from_secs(120));
-        let mut delay = self.wait.first;
+        let deadline = Instant::now() + self.wait.timeout.min(Duration::from_secs(120));
+        let mut delay = self.wait.initial;
         loop {
             match self.ec2.send(&q).await {
                 Ok(_) => return Ok(()),
@@ -207,19 +208,18 @@ impl AwsProvider {
                 out.insert(req.index, r);
             }
             if launched.len() < remaining.len() {
-                return Err(CloudError {
-                    service: "ec2".into(),
-                    operation: "RunInstances".into(),
-                    status: None,
-                    code: None,
-                    message: format!(
+                return Err(answer::failed(
+                    crate::error::SERVICE,
+                    "RunInstances",
+                    None,
+                    None,
+                    format!(
                         "launched {} of {} {role} instances; the rest are launched on the next attempt",
                         launched.len(),
                         remaining.len()
                     ),
-                    retry: Retry::After(None),
-                    source: None,
-                }
+                    true,
+                )
                 .into());
             }
         }
@@ -334,15 +334,11 @@ impl AwsProvider {
             .iter()
             .find_map(|i| i.key.as_ref().and_then(|k| k.node()))
             .map_or_else(|| "instances".to_string(), |(role, _)| format!("servers/{role}"));
-        let total = instances.len() as u64;
-        let mut latest: HashMap<String, CloudResource> = HashMap::new();
-        let mut waiting: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
-        let deadline = Instant::now() + timeout;
-        let mut delay = self.wait.first;
-        loop {
-            let mut still = Vec::new();
-            for chunk in waiting.chunks(MAX_FILTER_VALUES) {
-                let ids: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        // one DescribeInstances (per MAX_FILTER_VALUES ids) per round for the instances still booting
+        let list = |asked: Vec<CloudResource>| async move {
+            let mut out = Vec::with_capacity(asked.len());
+            for chunk in asked.chunks(MAX_FILTER_VALUES) {
+                let ids: Vec<&str> = chunk.iter().map(|i| i.id.as_str()).collect();
                 let pages: Vec<DescribeInstancesResponse> =
                     self.pages(requests::describe_instances_by_id(&ids)).await?;
                 let seen: HashMap<String, wire::Instance> = pages
@@ -350,58 +346,49 @@ impl AwsProvider {
                     .flat_map(|p| p.instances())
                     .map(|i| (i.instance_id.clone(), i))
                     .collect();
-                for id in chunk {
-                    match seen.get(id) {
-                        Some(inst) => {
-                            let mut r = instance_resource(&cluster.name, inst);
-                            match phase(inst) {
-                                Phase::Booting => still.push(id.clone()),
-                                Phase::Running => {}
-                                // terminated while booting (capacity, a bad AMI): the engine replaces it
-                                Phase::Failed(reason) => r.status = ResourceStatus::Failed { reason },
+                out.extend(chunk.iter().map(|want| match seen.get(&want.id) {
+                    Some(inst) => {
+                        let mut r = instance_resource(&cluster.name, inst);
+                        match phase(inst) {
+                            Phase::Booting => Observed::Pending(Some(r)),
+                            Phase::Running => Observed::Settled(r),
+                            // terminated while booting (capacity, a bad AMI): the engine replaces it
+                            Phase::Failed(reason) => {
+                                r.status = ResourceStatus::Failed { reason };
+                                Observed::Settled(r)
                             }
-                            latest.insert(id.clone(), r);
                         }
-                        // not visible yet right after launch
-                        None => still.push(id.clone()),
                     }
-                }
+                    // not visible yet right after launch
+                    None => Observed::Pending(None),
+                }));
             }
-            waiting = still;
-            self.events.count(
-                &step,
-                "instances running or failed",
-                total - waiting.len() as u64,
-                total,
-            );
-            if waiting.is_empty() {
-                break;
+            Ok(out)
+        };
+        let progress = |settled: usize, total: usize| {
+            self.events
+                .count(&step, "instances running or failed", settled as u64, total as u64)
+        };
+        let timed_out = |pending: &[CloudResource]| {
+            let names: Vec<String> = instances
+                .iter()
+                .filter(|i| pending.iter().any(|p| p.id == i.id))
+                .map(|i| format!("{} ({})", i.name, i.id))
+                .collect();
+            Error::Timeout {
+                what: format!("{} of {} EC2 instances to run", pending.len(), instances.len()),
+                after: timeout,
+                hint: format!(
+                    "still pending: {}; look at them in the EC2 console (capacity or quota problems show as their state reason)",
+                    names.join(", ")
+                ),
             }
-            if Instant::now() + delay > deadline {
-                let names: Vec<String> = instances
-                    .iter()
-                    .filter(|i| waiting.contains(&i.id))
-                    .map(|i| format!("{} ({})", i.name, i.id))
-                    .collect();
-                return Err(Error::Timeout {
-                    what: format!("{} of {total} EC2 instances to run", waiting.len()),
-                    after: timeout,
-                    hint: format!(
-                        "still pending: {}; look at them in the EC2 console (capacity or quota problems show as their state reason)",
-                        names.join(", ")
-                    ),
-                });
-            }
-            tokio::time::sleep(delay).await;
-            delay = self.wait.next(delay);
-        }
-        Ok(instances
-            .iter()
-            .map(|i| {
-                let mut r = latest.remove(&i.id).unwrap_or_else(|| i.clone());
-                if r.key.is_none() {
-                    r.key = i.key.clone();
-                }
+        };
+        let settled = vre_cloud_kit::wait_instances(&self.wait, instances, timeout, list, progress, timed_out).await?;
+        Ok(settled
+            .into_iter()
+            .zip(instances)
+            .map(|(mut r, i)| {
                 if r.name == r.id && i.name != i.id {
                     r.name = i.name.clone();
                 }
@@ -418,17 +405,13 @@ impl AwsProvider {
         if !self.send_unless_gone(&requests::terminate_instances(&[id])).await? {
             return Ok(());
         }
-        self.poll(
-            &format!("instance {id} to terminate"),
-            self.wait.settle_timeout,
-            || async {
-                let r: DescribeInstancesResponse = self
-                    .call(&requests::describe_instances_by_id(&[id]), &Blame::default())
-                    .await?;
-                let gone = r.instances().all(|i| i.instance_state.name == "terminated");
-                Ok(gone.then_some(()))
-            },
-        )
+        self.poll(&format!("instance {id} to terminate"), self.wait.timeout, || async {
+            let r: DescribeInstancesResponse = self
+                .call(&requests::describe_instances_by_id(&[id]), &Blame::default())
+                .await?;
+            let gone = r.instances().all(|i| i.instance_state.name == "terminated");
+            Ok(gone.then_some(()))
+        })
         .await
     }
 }

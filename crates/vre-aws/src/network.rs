@@ -165,14 +165,10 @@ impl AwsProvider {
             return Ok(vpc);
         }
         let id = vpc.vpc_id.clone();
-        self.poll(
-            &format!("VPC {id} to become available"),
-            self.wait.settle_timeout,
-            || async {
-                let r: DescribeVpcsResponse = self.call(&requests::describe_vpc(&id), &Blame::default()).await?;
-                Ok(r.vpc_set.into_vec().into_iter().find(|v| v.state == "available"))
-            },
-        )
+        self.poll(&format!("VPC {id} to become available"), self.wait.timeout, || async {
+            let r: DescribeVpcsResponse = self.call(&requests::describe_vpc(&id), &Blame::default()).await?;
+            Ok(r.vpc_set.into_vec().into_iter().find(|v| v.state == "available"))
+        })
         .await
     }
 
@@ -224,7 +220,7 @@ impl AwsProvider {
         let id = subnet.subnet_id.clone();
         self.poll(
             &format!("subnet {id} to become available"),
-            self.wait.settle_timeout,
+            self.wait.timeout,
             || async {
                 let r: DescribeSubnetsResponse = self.call(&requests::describe_subnet(&id), &Blame::default()).await?;
                 Ok(r.subnet_set.into_vec().into_iter().find(|s| s.state == "available"))

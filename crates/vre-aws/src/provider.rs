@@ -24,6 +24,7 @@ use crate::query::{Query, Tag};
 use crate::requests;
 use crate::settings::AwsSettings;
 use crate::wire::{self, DescribeAvailabilityZonesResponse};
+use vre_cloud_kit::PollPolicy;
 
 /// Attribute names this provider adds to [`CloudResource::attrs`] besides `vre_core::attr`.
 pub mod attr {
@@ -39,40 +40,14 @@ pub mod attr {
 /// The tag holding the device path a data volume shows up as inside its node.
 pub const DEVICE_TAG: &str = "vre:device";
 
-/// How pollers back off: `first`, then times `factor`, at most `max`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct WaitPolicy {
-    pub first: Duration,
-    pub max: Duration,
-    pub factor: f64,
-    /// How long a resource may take to settle (volumes, detaches, deletions).
-    pub settle_timeout: Duration,
-}
-
-impl Default for WaitPolicy {
-    fn default() -> Self {
-        WaitPolicy {
-            first: Duration::from_secs(2),
-            max: Duration::from_secs(15),
-            factor: 1.5,
-            settle_timeout: Duration::from_secs(600),
-        }
-    }
-}
-
-impl WaitPolicy {
-    /// For tests: polls every few milliseconds.
-    pub fn fast() -> Self {
-        WaitPolicy {
-            first: Duration::from_millis(5),
-            max: Duration::from_millis(20),
-            factor: 2.0,
-            settle_timeout: Duration::from_secs(10),
-        }
-    }
-
-    pub fn next(&self, d: Duration) -> Duration {
-        d.mul_f64(self.factor).min(self.max)
+/// How pollers wait on EC2 (volumes, detaches, deletions, booting
+/// instances): 2 s growing by half up to 15 s, settling within 10 minutes.
+pub fn default_poll() -> PollPolicy {
+    PollPolicy {
+        initial: Duration::from_secs(2),
+        max: Duration::from_secs(15),
+        factor: 1.5,
+        timeout: Duration::from_secs(600),
     }
 }
 
@@ -81,7 +56,7 @@ pub struct AwsProvider {
     pub(crate) ec2: Arc<Ec2Client>,
     pub(crate) settings: AwsSettings,
     pub(crate) events: EventSink,
-    pub(crate) wait: WaitPolicy,
+    pub(crate) wait: PollPolicy,
     zone: OnceCell<String>,
     /// instance type -> hypervisor (`nitro`, `xen`)
     pub(crate) hypervisors: Mutex<HashMap<String, String>>,
@@ -102,14 +77,14 @@ impl AwsProvider {
             ec2,
             settings,
             events,
-            wait: WaitPolicy::default(),
+            wait: default_poll(),
             zone: OnceCell::new(),
             hypervisors: Mutex::new(HashMap::new()),
         }
     }
 
     /// Replaces the polling schedule (tests poll fast).
-    pub fn with_wait_policy(mut self, wait: WaitPolicy) -> Self {
+    pub fn with_poll(mut self, wait: PollPolicy) -> Self {
         self.wait = wait;
         self
     }
@@ -218,7 +193,7 @@ impl AwsProvider {
         Fut: Future<Output = Result<Option<T>>>,
     {
         let deadline = Instant::now() + timeout;
-        let mut delay = self.wait.first;
+        let mut delay = self.wait.initial;
         loop {
             if let Some(v) = probe().await? {
                 return Ok(v);
@@ -239,8 +214,8 @@ impl AwsProvider {
     /// dependents are still going away (ENIs of terminated instances), for
     /// up to the settle timeout; `*.NotFound` is success.
     pub(crate) async fn delete_when_free(&self, what: &str, q: Query) -> Result<()> {
-        let deadline = Instant::now() + self.wait.settle_timeout;
-        let mut delay = self.wait.first;
+        let deadline = Instant::now() + self.wait.timeout;
+        let mut delay = self.wait.initial;
         loop {
             match self.ec2.send(&q).await {
                 Ok(_) => return Ok(()),

@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use vre_core::{ClusterSpec, EventSink, ProviderContext};
 
+use crate::AwsFactory;
+use crate::PollPolicy;
 use crate::ec2_model::Ec2Model;
-use crate::factory::AwsFactory;
-use crate::provider::{AwsProvider, WaitPolicy};
+use crate::provider::AwsProvider;
 
 /// One request the endpoint received.
 #[derive(Clone, Debug)]
@@ -134,7 +135,7 @@ impl ScriptedEc2 {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        AwsFactory.provider(&ctx).unwrap().with_wait_policy(WaitPolicy::fast())
+        AwsFactory.provider(&ctx).unwrap().with_poll(PollPolicy::fast())
     }
 
     pub fn actions(&self) -> Vec<String> {

@@ -100,7 +100,7 @@ impl AwsProvider {
         gone_ok: bool,
         check: impl Fn(&wire::Volume) -> Result<bool>,
     ) -> Result<Option<wire::Volume>> {
-        self.poll(&format!("volume {id} {what}"), self.wait.settle_timeout, || async {
+        self.poll(&format!("volume {id} {what}"), self.wait.timeout, || async {
             match self.describe_volume(id).await? {
                 Some(v) => Ok(check(&v)?.then_some(Some(v))),
                 None if gone_ok => Ok(Some(None)),

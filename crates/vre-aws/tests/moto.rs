@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use vre_aws::wire::{self, DescribeAddressesResponse, DescribeInstancesResponse, DescribeVolumesResponse, Tagged};
-use vre_aws::{AwsFactory, AwsProvider, Ec2Client, Query, WaitPolicy};
+use vre_aws::{AwsFactory, AwsProvider, Ec2Client, PollPolicy, Query};
 use vre_core::plan::Action;
 use vre_core::testing::FakeOrchestrator;
 use vre_core::{
@@ -73,7 +73,7 @@ fn provider(spec: &ClusterSpec) -> Arc<AwsProvider> {
     let p = AwsFactory
         .provider(&ctx)
         .expect("provider")
-        .with_wait_policy(WaitPolicy::fast());
+        .with_poll(PollPolicy::fast());
     p.client().record_requests();
     Arc::new(p)
 }

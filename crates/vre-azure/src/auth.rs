@@ -5,9 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::Deserialize;
-use tokio::sync::Mutex;
-use tokio::time::Instant;
+use vre_cloud_kit::{AccessToken, TokenCache, TokenError, request_token};
 
 use crate::error::AzureError;
 
@@ -46,25 +44,6 @@ impl ClientCredentials {
     }
 }
 
-#[derive(Clone)]
-struct AccessToken {
-    secret: String,
-    expires_at: Instant,
-}
-
-#[derive(Deserialize)]
-struct TokenAnswer {
-    access_token: String,
-    expires_in: Option<u64>,
-    token_type: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct TokenErrorAnswer {
-    error: Option<String>,
-    error_description: Option<String>,
-}
-
 /// Bearer tokens for Azure Resource Manager, cached.
 pub struct TokenSource {
     credentials: ClientCredentials,
@@ -72,7 +51,7 @@ pub struct TokenSource {
     token_uri: String,
     scope: String,
     http: reqwest::Client,
-    cache: Mutex<Option<AccessToken>>,
+    cache: TokenCache,
 }
 
 impl fmt::Debug for TokenSource {
@@ -96,7 +75,7 @@ impl TokenSource {
             credentials,
             scope: scope.to_string(),
             http,
-            cache: Mutex::new(None),
+            cache: TokenCache::new(REFRESH_MARGIN),
         }
     }
 
@@ -106,73 +85,30 @@ impl TokenSource {
 
     /// A valid bearer token, from the cache or freshly granted.
     pub async fn token(&self) -> Result<String, AzureError> {
-        let mut cache = self.cache.lock().await;
-        if let Some(t) = cache.as_ref()
-            && t.expires_at.saturating_duration_since(Instant::now()) > REFRESH_MARGIN
-        {
-            return Ok(t.secret.clone());
-        }
-        let fresh = self.grant().await?;
-        let secret = fresh.secret.clone();
-        *cache = Some(fresh);
-        Ok(secret)
+        self.cache.get(|| self.grant()).await
     }
 
     /// Forgets the cached token (after ARM answered 401).
     pub async fn invalidate(&self) {
-        *self.cache.lock().await = None;
+        self.cache.invalidate().await;
     }
 
     async fn grant(&self) -> Result<AccessToken, AzureError> {
-        let started = Instant::now();
-        let transport = |source| AzureError::Transport {
-            operation: "token request".into(),
-            source,
-        };
-        let resp = self
-            .http
-            .post(&self.token_uri)
-            .form(&[
-                ("client_id", self.credentials.client_id.as_str()),
-                ("client_secret", self.credentials.client_secret.as_str()),
-                ("scope", self.scope.as_str()),
-                ("grant_type", "client_credentials"),
-            ])
-            .send()
+        let form = [
+            ("client_id", self.credentials.client_id.as_str()),
+            ("client_secret", self.credentials.client_secret.as_str()),
+            ("scope", self.scope.as_str()),
+            ("grant_type", "client_credentials"),
+        ];
+        request_token(&self.http, &self.token_uri, &form, Duration::from_secs(3599))
             .await
-            .map_err(transport)?;
-        let status = resp.status().as_u16();
-        let retry_after = crate::client::retry_after(resp.headers());
-        let body = resp.bytes().await.map_err(transport)?;
-        if !(200..300).contains(&status) {
-            let e: Option<TokenErrorAnswer> = serde_json::from_slice(&body).ok();
-            return Err(AzureError::Token {
-                uri: self.token_uri.clone(),
-                status,
-                error: e
-                    .as_ref()
-                    .and_then(|e| e.error.clone())
-                    .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect()),
-                description: e.and_then(|e| e.error_description).map(|d| first_line(&d)),
-                retry_after,
-            });
-        }
-        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| AzureError::Decode {
-            operation: "token request".into(),
-            message: format!("the token endpoint's answer has no access_token ({e})"),
-        })?;
-        if let Some(t) = &answer.token_type
-            && !t.eq_ignore_ascii_case("bearer")
-        {
-            return Err(AzureError::Decode {
-                operation: "token request".into(),
-                message: format!("token_type is \"{t}\", expected \"Bearer\""),
-            });
-        }
-        Ok(AccessToken {
-            secret: answer.access_token,
-            expires_at: started + Duration::from_secs(answer.expires_in.unwrap_or(3599)),
-        })
+            .map_err(|e| match e {
+                TokenError::Refused(mut r) => {
+                    r.description = r.description.map(|d| first_line(&d));
+                    TokenError::Refused(r).into()
+                }
+                other => other.into(),
+            })
     }
 }
 

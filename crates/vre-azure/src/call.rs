@@ -19,91 +19,21 @@ pub const NETWORK_API: &str = "2026-01-01";
 /// `Microsoft.Resources` (resource groups).
 pub const RESOURCES_API: &str = "2025-04-01";
 
-/// One ARM request.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ArmCall {
-    pub operation_id: &'static str,
-    pub verb: &'static str,
-    /// The path template as the OpenAPI file writes it.
-    pub template: &'static str,
-    pub api_version: &'static str,
-    pub params: Vec<(&'static str, String)>,
-    /// Query parameters besides `api-version`.
-    pub query: Vec<(&'static str, String)>,
-    pub body: Option<Value>,
-    /// What vre is doing, for messages.
-    pub purpose: String,
-}
+/// One ARM request (the kit's call description): `operation` is the
+/// OpenAPI operationId, `template` the path as the OpenAPI file writes it,
+/// `version` the api-version.
+pub type ArmCall = vre_cloud_kit::RestCall;
 
-impl ArmCall {
-    fn new(
-        operation_id: &'static str,
-        verb: &'static str,
-        template: &'static str,
-        api_version: &'static str,
-        params: Vec<(&'static str, String)>,
-        purpose: impl Into<String>,
-    ) -> Self {
-        ArmCall {
-            operation_id,
-            verb,
-            template,
-            api_version,
-            params,
-            query: Vec::new(),
-            body: None,
-            purpose: purpose.into(),
-        }
-    }
-
-    fn body(mut self, body: Value) -> Self {
-        self.body = Some(body);
-        self
-    }
-
-    fn query(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.query.push((name, value.into()));
-        self
-    }
-
-    /// The path with every parameter substituted (percent-encoded), starting with `/`.
-    pub fn path(&self) -> String {
-        let mut out = String::new();
-        let mut rest = self.template;
-        while let Some(open) = rest.find('{') {
-            out.push_str(&rest[..open]);
-            let close = rest[open..].find('}').map_or(rest.len(), |c| open + c);
-            let name = &rest[open + 1..close];
-            let value = self
-                .params
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map_or("", |(_, v)| v.as_str());
-            out.push_str(&encode_segment(value));
-            rest = rest.get(close + 1..).unwrap_or("");
-        }
-        out.push_str(rest);
-        out
-    }
-
-    /// Every query parameter, `api-version` first.
-    pub fn query_pairs(&self) -> Vec<(&str, &str)> {
-        let mut q = vec![("api-version", self.api_version)];
-        q.extend(self.query.iter().map(|(k, v)| (*k, v.as_str())));
-        q
-    }
-}
-
-fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+/// An ARM call of `api_version`.
+fn arm(
+    operation_id: &'static str,
+    verb: &'static str,
+    template: &'static str,
+    api_version: &'static str,
+    params: Vec<(&'static str, String)>,
+    purpose: impl Into<String>,
+) -> ArmCall {
+    ArmCall::new(operation_id, verb, template, params, purpose).version(api_version)
 }
 
 /// Where the cluster lives: subscription, resource group, location.
@@ -156,7 +86,7 @@ pub type Tags = BTreeMap<String, String>;
 const RG: &str = "/subscriptions/{subscriptionId}/resourcegroups/{resourceGroupName}";
 
 pub fn resource_groups_get(s: &Scope) -> ArmCall {
-    ArmCall::new(
+    arm(
         "ResourceGroups_Get",
         "GET",
         RG,
@@ -167,7 +97,7 @@ pub fn resource_groups_get(s: &Scope) -> ArmCall {
 }
 
 pub fn resource_groups_create(s: &Scope, tags: &Tags) -> ArmCall {
-    ArmCall::new(
+    arm(
         "ResourceGroups_CreateOrUpdate",
         "PUT",
         RG,
@@ -179,7 +109,7 @@ pub fn resource_groups_create(s: &Scope, tags: &Tags) -> ArmCall {
 }
 
 pub fn resource_groups_delete(s: &Scope) -> ArmCall {
-    ArmCall::new(
+    arm(
         "ResourceGroups_Delete",
         "DELETE",
         RG,
@@ -190,7 +120,7 @@ pub fn resource_groups_delete(s: &Scope) -> ArmCall {
 }
 
 pub fn resources_list_by_resource_group(s: &Scope) -> ArmCall {
-    ArmCall::new(
+    arm(
         "Resources_ListByResourceGroup",
         "GET",
         "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/resources",
@@ -206,7 +136,7 @@ pub fn resources_list_by_resource_group(s: &Scope) -> ArmCall {
 const VNET: &str = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Network/virtualNetworks/{virtualNetworkName}";
 
 pub fn virtual_networks_get(s: &Scope, name: &str) -> ArmCall {
-    ArmCall::new(
+    arm(
         "VirtualNetworks_Get",
         "GET",
         VNET,
@@ -219,7 +149,7 @@ pub fn virtual_networks_get(s: &Scope, name: &str) -> ArmCall {
 /// A virtual network with one subnet. The subnet keeps default outbound
 /// access: nodes without a public IP need it to download packages.
 pub fn virtual_networks_create(s: &Scope, name: &str, cidr: &str, subnet: &str, tags: &Tags) -> ArmCall {
-    ArmCall::new(
+    arm(
         "VirtualNetworks_CreateOrUpdate",
         "PUT",
         VNET,
@@ -241,7 +171,7 @@ pub fn virtual_networks_create(s: &Scope, name: &str, cidr: &str, subnet: &str, 
 }
 
 pub fn virtual_networks_delete(s: &Scope, name: &str) -> ArmCall {
-    ArmCall::new(
+    arm(
         "VirtualNetworks_Delete",
         "DELETE",
         VNET,
@@ -288,7 +218,7 @@ impl InboundRule {
 }
 
 pub fn network_security_groups_get(s: &Scope, name: &str) -> ArmCall {
-    ArmCall::new(
+    arm(
         "NetworkSecurityGroups_Get",
         "GET",
         NSG,
@@ -299,7 +229,7 @@ pub fn network_security_groups_get(s: &Scope, name: &str) -> ArmCall {
 }
 
 pub fn network_security_groups_create(s: &Scope, name: &str, rules: &[InboundRule], tags: &Tags) -> ArmCall {
-    ArmCall::new(
+    arm(
         "NetworkSecurityGroups_CreateOrUpdate",
         "PUT",
         NSG,
@@ -315,7 +245,7 @@ pub fn network_security_groups_create(s: &Scope, name: &str, rules: &[InboundRul
 }
 
 pub fn network_security_groups_delete(s: &Scope, name: &str) -> ArmCall {
-    ArmCall::new(
+    arm(
         "NetworkSecurityGroups_Delete",
         "DELETE",
         NSG,
@@ -330,7 +260,7 @@ pub fn network_security_groups_delete(s: &Scope, name: &str) -> ArmCall {
 const PIP: &str = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Network/publicIPAddresses/{publicIpAddressName}";
 
 pub fn public_ip_addresses_get(s: &Scope, name: &str) -> ArmCall {
-    ArmCall::new(
+    arm(
         "PublicIPAddresses_Get",
         "GET",
         PIP,
@@ -342,7 +272,7 @@ pub fn public_ip_addresses_get(s: &Scope, name: &str) -> ArmCall {
 
 /// A Standard-SKU static IPv4 address.
 pub fn public_ip_addresses_create(s: &Scope, name: &str, tags: &Tags) -> ArmCall {
-    ArmCall::new(
+    arm(
         "PublicIPAddresses_CreateOrUpdate",
         "PUT",
         PIP,
@@ -363,7 +293,7 @@ pub fn public_ip_addresses_create(s: &Scope, name: &str, tags: &Tags) -> ArmCall
 }
 
 pub fn public_ip_addresses_delete(s: &Scope, name: &str) -> ArmCall {
-    ArmCall::new(
+    arm(
         "PublicIPAddresses_Delete",
         "DELETE",
         PIP,
@@ -374,7 +304,7 @@ pub fn public_ip_addresses_delete(s: &Scope, name: &str) -> ArmCall {
 }
 
 pub fn public_ip_addresses_list(s: &Scope) -> ArmCall {
-    ArmCall::new(
+    arm(
         "PublicIPAddresses_List",
         "GET",
         "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Network/publicIPAddresses",
@@ -399,7 +329,7 @@ pub struct NicSpec {
 }
 
 pub fn network_interfaces_get(s: &Scope, name: &str) -> ArmCall {
-    ArmCall::new(
+    arm(
         "NetworkInterfaces_Get",
         "GET",
         NIC,
@@ -425,7 +355,7 @@ pub fn network_interfaces_create(s: &Scope, name: &str, nic: &NicSpec, tags: &Ta
     if let Some(pip) = &nic.public_ip_id {
         ip["publicIPAddress"] = json!({"id": pip});
     }
-    ArmCall::new(
+    arm(
         "NetworkInterfaces_CreateOrUpdate",
         "PUT",
         NIC,
@@ -447,7 +377,7 @@ pub fn network_interfaces_create(s: &Scope, name: &str, nic: &NicSpec, tags: &Ta
 pub const IP_CONFIGURATION: &str = "ipconfig1";
 
 pub fn network_interfaces_delete(s: &Scope, name: &str) -> ArmCall {
-    ArmCall::new(
+    arm(
         "NetworkInterfaces_Delete",
         "DELETE",
         NIC,
@@ -458,7 +388,7 @@ pub fn network_interfaces_delete(s: &Scope, name: &str) -> ArmCall {
 }
 
 pub fn network_interfaces_list(s: &Scope) -> ArmCall {
-    ArmCall::new(
+    arm(
         "NetworkInterfaces_List",
         "GET",
         "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Network/networkInterfaces",
@@ -474,7 +404,7 @@ const DISK: &str =
     "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Compute/disks/{diskName}";
 
 pub fn disks_get(s: &Scope, name: &str) -> ArmCall {
-    ArmCall::new(
+    arm(
         "Disks_Get",
         "GET",
         DISK,
@@ -486,7 +416,7 @@ pub fn disks_get(s: &Scope, name: &str) -> ArmCall {
 
 /// An empty managed data disk.
 pub fn disks_create(s: &Scope, name: &str, size_gb: u32, sku: &str, tags: &Tags) -> ArmCall {
-    ArmCall::new(
+    arm(
         "Disks_CreateOrUpdate",
         "PUT",
         DISK,
@@ -503,7 +433,7 @@ pub fn disks_create(s: &Scope, name: &str, size_gb: u32, sku: &str, tags: &Tags)
 }
 
 pub fn disks_delete(s: &Scope, name: &str) -> ArmCall {
-    ArmCall::new(
+    arm(
         "Disks_Delete",
         "DELETE",
         DISK,
@@ -514,7 +444,7 @@ pub fn disks_delete(s: &Scope, name: &str) -> ArmCall {
 }
 
 pub fn disks_list(s: &Scope) -> ArmCall {
-    ArmCall::new(
+    arm(
         "Disks_ListByResourceGroup",
         "GET",
         "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Compute/disks",
@@ -605,7 +535,7 @@ pub struct VmSpec {
 }
 
 pub fn virtual_machines_get(s: &Scope, name: &str) -> ArmCall {
-    ArmCall::new(
+    arm(
         "VirtualMachines_Get",
         "GET",
         VM,
@@ -616,7 +546,7 @@ pub fn virtual_machines_get(s: &Scope, name: &str) -> ArmCall {
 }
 
 pub fn virtual_machines_instance_view(s: &Scope, name: &str) -> ArmCall {
-    ArmCall::new(
+    arm(
         "VirtualMachines_InstanceView",
         "GET",
         "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Compute/virtualMachines/{vmName}/instanceView",
@@ -638,7 +568,7 @@ pub fn virtual_machines_create(s: &Scope, name: &str, vm: &VmSpec, tags: &Tags) 
     if let Some(gb) = vm.os_disk_gb {
         os_disk["diskSizeGB"] = json!(gb);
     }
-    ArmCall::new(
+    arm(
         "VirtualMachines_CreateOrUpdate",
         "PUT",
         VM,
@@ -674,7 +604,7 @@ pub fn virtual_machines_create(s: &Scope, name: &str, vm: &VmSpec, tags: &Tags) 
 }
 
 pub fn virtual_machines_delete(s: &Scope, name: &str) -> ArmCall {
-    ArmCall::new(
+    arm(
         "VirtualMachines_Delete",
         "DELETE",
         VM,
@@ -685,7 +615,7 @@ pub fn virtual_machines_delete(s: &Scope, name: &str) -> ArmCall {
 }
 
 pub fn virtual_machines_list(s: &Scope) -> ArmCall {
-    ArmCall::new(
+    arm(
         "VirtualMachines_List",
         "GET",
         "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Compute/virtualMachines",
@@ -699,7 +629,7 @@ const ATTACH_DETACH: &str = "/subscriptions/{subscriptionId}/resourceGroups/{res
 
 /// Attaches a managed disk at `lun`; it stays when the VM is deleted.
 pub fn virtual_machines_attach_disk(s: &Scope, vm: &str, disk_id: &str, lun: u32) -> ArmCall {
-    ArmCall::new(
+    arm(
         "VirtualMachines_AttachDetachDataDisks",
         "POST",
         ATTACH_DETACH,
@@ -711,7 +641,7 @@ pub fn virtual_machines_attach_disk(s: &Scope, vm: &str, disk_id: &str, lun: u32
 }
 
 pub fn virtual_machines_detach_disk(s: &Scope, vm: &str, disk_id: &str) -> ArmCall {
-    ArmCall::new(
+    arm(
         "VirtualMachines_AttachDetachDataDisks",
         "POST",
         ATTACH_DETACH,
@@ -725,7 +655,7 @@ pub fn virtual_machines_detach_disk(s: &Scope, vm: &str, disk_id: &str) -> ArmCa
 // ---- catalogue (preflight) ----
 
 pub fn virtual_machine_sizes_list(s: &Scope) -> ArmCall {
-    ArmCall::new(
+    arm(
         "VirtualMachineSizes_List",
         "GET",
         "/subscriptions/{subscriptionId}/providers/Microsoft.Compute/locations/{location}/vmSizes",
@@ -736,7 +666,7 @@ pub fn virtual_machine_sizes_list(s: &Scope) -> ArmCall {
 }
 
 pub fn usage_list(s: &Scope) -> ArmCall {
-    ArmCall::new(
+    arm(
         "Usage_List",
         "GET",
         "/subscriptions/{subscriptionId}/providers/Microsoft.Compute/locations/{location}/usages",
@@ -761,10 +691,10 @@ mod tests {
 
     pub(crate) fn check(specs: &ArmSpecs, c: &ArmCall) -> Vec<String> {
         specs.check_call(
-            c.operation_id,
+            c.operation,
             c.verb,
             c.template,
-            c.api_version,
+            c.version,
             &c.params,
             &c.query,
             c.body.as_ref(),
@@ -876,9 +806,9 @@ mod tests {
             problems.extend(check(&specs, &c));
             // and the concrete path finds the same operation again
             let (op, _) = specs
-                .find(c.api_version, c.verb, &c.path())
+                .find(c.version, c.verb, &c.path())
                 .unwrap_or_else(|| panic!("{} {} not found", c.verb, c.path()));
-            assert_eq!(op.op["operationId"], c.operation_id, "{}", c.path());
+            assert_eq!(op.op["operationId"], c.operation, "{}", c.path());
         }
         assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
@@ -916,10 +846,10 @@ mod tests {
         assert!(check(&specs, &c).iter().any(|p| p.contains("creationData is required")));
         // the wrong api-version, verb or operationId
         let mut c = virtual_machines_get(&s, "vm");
-        c.api_version = "2019-07-01";
+        c.version = "2019-07-01";
         assert!(!check(&specs, &c).is_empty());
         let mut c = virtual_machines_get(&s, "vm");
-        c.operation_id = "VirtualMachines_Read";
+        c.operation = "VirtualMachines_Read";
         assert!(!check(&specs, &c).is_empty());
         // a query parameter the operation does not declare
         let c = virtual_machines_get(&s, "vm").query("$top", "5");
@@ -981,6 +911,9 @@ mod tests {
             resource_groups_get(&scope()).path(),
             "/subscriptions/00000000-1111-4222-8333-444444444444/resourcegroups/lab-rg"
         );
-        assert_eq!(disks_list(&scope()).query_pairs(), vec![("api-version", DISKS_API)]);
+        assert_eq!(
+            disks_list(&scope()).query_pairs(crate::client::API_VERSION),
+            vec![("api-version", DISKS_API)]
+        );
     }
 }

@@ -25,42 +25,15 @@ use crate::error::AzureError;
 /// Azure Resource Manager in the public cloud.
 pub const DEFAULT_ENDPOINT: &str = "https://management.azure.com/";
 
-/// How long-running operations are polled when the server names no delay.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PollPolicy {
-    /// The first delay without `Retry-After`; doubles up to `max`.
-    pub initial: Duration,
-    pub max: Duration,
-    /// An operation still running after this is reported as a timeout.
-    pub timeout: Duration,
-}
+/// How long-running operations are polled when the server names no delay
+/// (the kit's policy; 2 s doubling up to 20 s, for 30 minutes by default).
+pub use vre_cloud_kit::PollPolicy;
 
-impl Default for PollPolicy {
-    fn default() -> Self {
-        PollPolicy {
-            initial: Duration::from_secs(2),
-            max: Duration::from_secs(20),
-            timeout: Duration::from_secs(30 * 60),
-        }
-    }
-}
+pub(crate) use vre_cloud_kit::retry_after;
+use vre_cloud_kit::send_with_bearer;
 
-impl PollPolicy {
-    /// The wait before poll `attempt` (from 0): the server's `Retry-After`
-    /// when it sent one, the backoff otherwise.
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        retry_after.unwrap_or_else(|| self.initial.saturating_mul(1u32 << attempt.min(16)).min(self.max))
-    }
-}
-
-/// The `Retry-After` header in seconds, when the server sent one.
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-}
+/// The query parameter ARM reads a call's API version from.
+pub const API_VERSION: &str = "api-version";
 
 /// One HTTP answer.
 #[derive(Debug)]
@@ -142,7 +115,7 @@ impl ArmClient {
                 operation: call.purpose.clone(),
                 message: format!("bad path {}: {e}", call.path()),
             })?;
-        u.query_pairs_mut().extend_pairs(call.query_pairs());
+        u.query_pairs_mut().extend_pairs(call.query_pairs(API_VERSION));
         Ok(u)
     }
 
@@ -170,44 +143,36 @@ impl ArmClient {
             operation: operation.to_string(),
             message: format!("bad HTTP verb {verb}"),
         })?;
-        let mut renewed = false;
-        loop {
-            let token = self.tokens.token().await?;
-            let mut req = self.http.request(method.clone(), url.clone()).bearer_auth(&token);
-            if let Some(b) = body {
-                req = req.json(b);
-            }
+        let build = |token: &str| {
             tracing::debug!(%verb, %url, "ARM request");
-            let transport = |source| AzureError::Transport {
-                operation: operation.to_string(),
-                source,
-            };
-            let resp = req.send().await.map_err(transport)?;
-            let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
-            let raw = resp.bytes().await.map_err(transport)?;
-            if status == 401 && !renewed {
-                self.tokens.invalidate().await;
-                renewed = true;
-                continue;
+            let req = self.http.request(method.clone(), url.clone()).bearer_auth(token);
+            match body {
+                Some(b) => req.json(b),
+                None => req,
             }
-            let body: Value = if raw.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&raw).unwrap_or(Value::Null)
-            };
-            let retry = retry_after(&headers);
-            if !(200..300).contains(&status) {
-                return Err(arm_error(operation, status, &body, &raw, retry));
-            }
-            return Ok(Answer {
-                status,
-                async_operation: header(&headers, "azure-asyncoperation"),
-                location: header(&headers, "location"),
-                retry_after: retry,
-                body,
-            });
+        };
+        let transport = |source| AzureError::Transport {
+            operation: operation.to_string(),
+            source,
+        };
+        let answer = send_with_bearer(build, || self.tokens.token(), || self.tokens.invalidate(), transport).await?;
+        let (status, headers, raw) = (answer.status, answer.headers, answer.body);
+        let body: Value = if raw.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&raw).unwrap_or(Value::Null)
+        };
+        let retry = retry_after(&headers);
+        if !(200..300).contains(&status) {
+            return Err(arm_error(operation, status, &body, &raw, retry));
         }
+        Ok(Answer {
+            status,
+            async_operation: header(&headers, "azure-asyncoperation"),
+            location: header(&headers, "location"),
+            retry_after: retry,
+            body,
+        })
     }
 
     fn parse_url(&self, s: &str, operation: &str) -> Result<url::Url, AzureError> {
@@ -427,7 +392,7 @@ impl ArmClient {
 
 /// The GET of the resource a PUT wrote.
 fn reading(call: &ArmCall) -> ArmCall {
-    let operation_id: &'static str = match call.operation_id {
+    let operation: &'static str = match call.operation {
         "VirtualNetworks_CreateOrUpdate" => "VirtualNetworks_Get",
         "NetworkSecurityGroups_CreateOrUpdate" => "NetworkSecurityGroups_Get",
         "PublicIPAddresses_CreateOrUpdate" => "PublicIPAddresses_Get",
@@ -438,7 +403,7 @@ fn reading(call: &ArmCall) -> ArmCall {
         other => other,
     };
     ArmCall {
-        operation_id,
+        operation,
         verb: "GET",
         body: None,
         ..call.clone()
@@ -565,7 +530,7 @@ mod tests {
         let client = client_for(&base);
         let vm = json!({});
         let mut call = call::virtual_machines_get(&scope(), "lab-service-1");
-        call.operation_id = "VirtualMachines_CreateOrUpdate";
+        call.operation = "VirtualMachines_CreateOrUpdate";
         call.verb = "PUT";
         call.body = Some(vm);
         call.purpose = "create virtual machine lab-service-1".into();
@@ -763,21 +728,5 @@ mod tests {
         let names: Vec<&str> = items.iter().filter_map(|i| i["name"].as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         assert_eq!(s.count("POST", &format!("/{TENANT}/oauth2/v2.0/token")), 2);
-    }
-
-    #[test]
-    fn retry_after_sets_the_poll_delay() {
-        let p = PollPolicy {
-            initial: Duration::from_secs(2),
-            max: Duration::from_secs(20),
-            timeout: Duration::from_secs(60),
-        };
-        assert_eq!(p.delay(0, Some(Duration::from_secs(15))), Duration::from_secs(15));
-        assert_eq!(p.delay(0, None), Duration::from_secs(2));
-        assert_eq!(p.delay(3, None), Duration::from_secs(16));
-        assert_eq!(p.delay(9, None), Duration::from_secs(20));
-        let mut h = HeaderMap::new();
-        h.insert("retry-after", "7".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
     }
 }

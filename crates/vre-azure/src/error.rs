@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use vre_core::{CloudError, Error, Retry};
+use vre_cloud_kit::{TOKEN_REQUEST, TokenError, answer};
+use vre_core::Error;
 
 /// The API name reported in every cloud error of this crate.
 pub(crate) const SERVICE: &str = "arm";
@@ -10,14 +11,8 @@ pub(crate) const SERVICE: &str = "arm";
 #[derive(Debug, thiserror::Error)]
 pub enum AzureError {
     /// Microsoft Entra ID refused the client credentials or failed.
-    #[error("token endpoint {uri}: HTTP {status}: {error}{}", description.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
-    Token {
-        uri: String,
-        status: u16,
-        error: String,
-        description: Option<String>,
-        retry_after: Option<Duration>,
-    },
+    #[error("token request: {0}")]
+    Token(#[from] TokenError),
 
     /// The request did not get an answer (connection refused, reset, timeout).
     #[error("{operation}: request failed: {source}")]
@@ -87,41 +82,42 @@ impl From<AzureError> for Error {
     fn from(e: AzureError) -> Self {
         let message = e.to_string();
         match e {
-            AzureError::Token {
-                status,
-                error,
-                description,
-                retry_after,
-                ..
-            } => {
-                let text = match &description {
-                    Some(d) => format!("{error}: {d}"),
-                    None => error.clone(),
-                };
-                if status == 400 || status == 401 {
-                    Error::Credentials {
-                        message: format!(
-                            "Microsoft Entra ID refused the service principal ({text}); check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET"
-                        ),
-                    }
+            AzureError::Token(e) => e.into_error(SERVICE, |refused| {
+                let text = refused.text();
+                if refused.status == 400 || refused.status == 401 {
+                    answer::credentials(format!(
+                        "Microsoft Entra ID refused the service principal ({text}); check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET"
+                    ))
                 } else {
-                    CloudError::http("entra-id", "token request", status, text, retry_after)
-                        .with_code(error)
-                        .into()
+                    answer::http(
+                        "entra-id",
+                        TOKEN_REQUEST,
+                        refused.status,
+                        Some(refused.error),
+                        text,
+                        refused.retry_after,
+                    )
+                    .into()
                 }
+            }),
+            AzureError::Transport { operation, source } => {
+                vre_core::CloudError::transport(SERVICE, operation, source).into()
             }
-            AzureError::Transport { operation, source } => CloudError::transport(SERVICE, operation, source).into(),
             AzureError::Api {
                 operation,
                 status,
                 code,
                 message,
                 retry_after,
-            } => {
-                let mut c = CloudError::http(SERVICE, operation, status, format!("{code}: {message}"), retry_after);
-                c = c.with_code(code);
-                c.into()
-            }
+            } => answer::http(
+                SERVICE,
+                operation,
+                status,
+                Some(code.clone()),
+                format!("{code}: {message}"),
+                retry_after,
+            )
+            .into(),
             AzureError::Operation {
                 operation,
                 status,
@@ -129,35 +125,18 @@ impl From<AzureError> for Error {
                 ..
             } => {
                 let transient = status == "Failed" && TRANSIENT_OPERATION_CODES.contains(&code.as_str());
-                CloudError {
-                    service: SERVICE.to_string(),
-                    operation: operation.clone(),
-                    status: None,
-                    code: Some(code),
-                    message: message
-                        .strip_prefix(&format!("{operation}: "))
-                        .unwrap_or(&message)
-                        .to_string(),
-                    retry: if transient { Retry::After(None) } else { Retry::Never },
-                    source: None,
-                }
-                .into()
+                let text = message
+                    .strip_prefix(&format!("{operation}: "))
+                    .unwrap_or(&message)
+                    .to_string();
+                answer::failed(SERVICE, operation, None, Some(code), text, transient).into()
             }
-            AzureError::OperationTimeout { operation, after } => Error::Timeout {
-                what: operation,
-                after,
-                hint: "the operation continues in Azure; run the same command again to pick it up".into(),
-            },
-            AzureError::Decode { operation, message } => CloudError {
-                service: SERVICE.to_string(),
+            AzureError::OperationTimeout { operation, after } => answer::still_running(
                 operation,
-                status: None,
-                code: None,
-                message: format!("unexpected answer: {message}"),
-                retry: Retry::Never,
-                source: None,
-            }
-            .into(),
+                after,
+                "the operation continues in Azure; run the same command again to pick it up",
+            ),
+            AzureError::Decode { operation, message } => answer::unexpected_answer(SERVICE, operation, message).into(),
         }
     }
 }
@@ -198,13 +177,13 @@ mod tests {
 
     #[test]
     fn refused_credentials_are_credential_errors() {
-        let e = Error::from(AzureError::Token {
+        let e = Error::from(AzureError::Token(TokenError::Refused(vre_cloud_kit::TokenRefused {
             uri: "https://login.microsoftonline.com/t/oauth2/v2.0/token".into(),
             status: 401,
             error: "invalid_client".into(),
             description: Some("AADSTS7000215: Invalid client secret provided.".into()),
             retry_after: None,
-        });
+        })));
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("AZURE_CLIENT_SECRET"), "{e}");
     }

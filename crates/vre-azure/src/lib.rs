@@ -37,8 +37,11 @@ use vre_core::{CloudProvider, Error, ProviderContext, ProviderFactory, ProviderT
 pub use auth::{ClientCredentials, TokenSource};
 pub use client::{ArmClient, PollPolicy};
 pub use error::AzureError;
-pub use provider::{AzureProvider, PROVIDER_NAME};
+pub use provider::AzureProvider;
 pub use settings::AzureSettings;
+
+/// The registered provider name (and its table in the spec).
+pub const PROVIDER: &str = "azure";
 
 /// The directory (tenant) id of the service principal.
 pub const TENANT_ENV: &str = "AZURE_TENANT_ID";
@@ -96,7 +99,7 @@ impl AzureFactory {
 #[async_trait]
 impl ProviderFactory for AzureFactory {
     fn name(&self) -> &str {
-        PROVIDER_NAME
+        PROVIDER
     }
 
     fn description(&self) -> &str {

@@ -24,9 +24,8 @@ use crate::call::{self, ArmCall, ImageRef, InboundRule, NicSpec, Scope, Tags, Vm
 use crate::client::{ArmClient, PollPolicy};
 use crate::error::AzureError;
 use crate::settings::AzureSettings;
+use vre_cloud_kit::{Observed, answer, names};
 
-/// The registered provider name.
-pub const PROVIDER_NAME: &str = "azure";
 /// [`CloudResource::attrs`] key of the SSH public key a key-pair resource carries.
 pub const PUBLIC_KEY_ATTR: &str = "public_key";
 /// The LUN of a node's data disk; the guest sees it as `/dev/disk/azure/scsi1/lun0`.
@@ -504,7 +503,7 @@ fn rules_of(v: &Value) -> Vec<Value> {
 #[async_trait]
 impl CloudProvider for AzureProvider {
     fn name(&self) -> &str {
-        PROVIDER_NAME
+        crate::PROVIDER
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -803,13 +802,11 @@ impl CloudProvider for AzureProvider {
         instances: &[CloudResource],
         timeout: Duration,
     ) -> Result<Vec<CloudResource>> {
-        let poll = self.client.poll().clone();
-        let started = Instant::now();
-        let mut attempt = 0;
-        loop {
+        // one listing of the group's VMs per round
+        let list = |asked: Vec<CloudResource>| async move {
             let view = self.compute_view().await?;
             let mut out = Vec::new();
-            for want in instances {
+            for want in asked {
                 let known = match &want.status {
                     ResourceStatus::Failed { reason } => Some(reason.clone()),
                     _ => None,
@@ -822,33 +819,30 @@ impl CloudProvider for AzureProvider {
                         }
                         view.instance(cluster, vm, reason.as_deref())
                     }
-                    None => want.clone().with_status(ResourceStatus::Failed {
+                    None => want.with_status(ResourceStatus::Failed {
                         reason: "the VM disappeared while it was being created".into(),
                     }),
                 };
-                out.push(match &want.key {
-                    Some(k) if r.key.is_none() => r.with_key(k.clone()),
-                    _ => r,
-                });
+                out.push(Observed::by_status(r));
             }
-            let pending: Vec<&str> = out
-                .iter()
-                .filter(|r| r.status == ResourceStatus::Pending)
-                .map(|r| r.name.as_str())
-                .collect();
-            if pending.is_empty() {
-                return Ok(out);
-            }
-            if started.elapsed() >= timeout {
-                return Err(Error::Timeout {
-                    what: format!("virtual machines {} to be provisioned", pending.join(", ")),
-                    after: timeout,
-                    hint: format!("check them with `az vm show -g {} -n NAME`", self.scope.resource_group),
-                });
-            }
-            tokio::time::sleep(poll.delay(attempt, None)).await;
-            attempt += 1;
-        }
+            Ok(out)
+        };
+        let group = &self.scope.resource_group;
+        vre_cloud_kit::wait_instances(
+            self.client.poll(),
+            instances,
+            timeout,
+            list,
+            |_, _| {},
+            |pending| {
+                answer::still_running(
+                    format!("virtual machines {} to be provisioned", names(pending)),
+                    timeout,
+                    format!("check them with `az vm show -g {group} -n NAME`"),
+                )
+            },
+        )
+        .await
     }
 
     async fn create_volume(&self, cluster: &ClusterRef, request: &VolumeRequest) -> Result<CloudResource> {

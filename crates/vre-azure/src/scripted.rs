@@ -30,6 +30,7 @@ pub fn client_for(base: &str) -> ArmClient {
         .with_poll(PollPolicy {
             initial: std::time::Duration::from_millis(1),
             max: std::time::Duration::from_millis(5),
+            factor: 2.0,
             timeout: std::time::Duration::from_secs(20),
         })
 }

@@ -57,6 +57,7 @@ fn provider(spec: &ClusterSpec, dir: &Path) -> AzureProvider {
     AzureFactory.build_provider(&ctx).unwrap().with_poll(PollPolicy {
         initial: Duration::from_millis(2),
         max: Duration::from_millis(20),
+        factor: 2.0,
         timeout: Duration::from_secs(30),
     })
 }

@@ -12,8 +12,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ring::rand::SystemRandom;
 use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use serde::Deserialize;
-use tokio::sync::Mutex;
-use tokio::time::Instant;
+use vre_cloud_kit::{AccessToken, TokenCache, request_token};
 
 use crate::error::GcpError;
 
@@ -171,41 +170,13 @@ fn pem_body(pem: &str) -> Option<(String, String)> {
     Some((label, body))
 }
 
-/// An access token; its text is never printed.
-#[derive(Clone)]
-struct AccessToken {
-    secret: String,
-    expires_at: Instant,
-}
-
-impl fmt::Debug for AccessToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AccessToken")
-            .field("expires_at", &self.expires_at)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Deserialize)]
-struct TokenAnswer {
-    access_token: String,
-    expires_in: Option<u64>,
-    token_type: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct TokenErrorAnswer {
-    error: Option<String>,
-    error_description: Option<String>,
-}
-
 /// Hands out bearer tokens for one service account, cached until shortly
 /// before they expire. Concurrent callers share one refresh.
 pub struct TokenSource {
     key: ServiceAccountKey,
     scope: String,
     http: reqwest::Client,
-    cache: Mutex<Option<AccessToken>>,
+    cache: TokenCache,
 }
 
 impl fmt::Debug for TokenSource {
@@ -218,38 +189,29 @@ impl fmt::Debug for TokenSource {
 }
 
 impl TokenSource {
+    /// Tokens for `key` with `scope`, granted over `http`.
     pub fn new(key: ServiceAccountKey, scope: impl Into<String>, http: reqwest::Client) -> Self {
         TokenSource {
             key,
             scope: scope.into(),
             http,
-            cache: Mutex::new(None),
+            cache: TokenCache::new(REFRESH_MARGIN),
         }
     }
 
+    /// The service-account key the tokens are granted for.
     pub fn key(&self) -> &ServiceAccountKey {
         &self.key
     }
 
     /// A valid bearer token, from the cache or freshly granted.
     pub async fn token(&self) -> Result<String, GcpError> {
-        // the lock is held across the refresh: other callers wait for it
-        // instead of each asking the endpoint
-        let mut cache = self.cache.lock().await;
-        if let Some(t) = cache.as_ref()
-            && t.expires_at.saturating_duration_since(Instant::now()) > REFRESH_MARGIN
-        {
-            return Ok(t.secret.clone());
-        }
-        let fresh = self.grant().await?;
-        let secret = fresh.secret.clone();
-        *cache = Some(fresh);
-        Ok(secret)
+        self.cache.get(|| self.grant()).await
     }
 
     /// Forgets the cached token (after the API answered 401).
     pub async fn invalidate(&self) {
-        *self.cache.lock().await = None;
+        self.cache.invalidate().await;
     }
 
     async fn grant(&self) -> Result<AccessToken, GcpError> {
@@ -258,54 +220,10 @@ impl TokenSource {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let assertion = self.key.assertion(&self.scope, now)?;
-        let uri = self.key.token_uri.clone();
-        let started = Instant::now();
-        let resp = self
-            .http
-            .post(&uri)
-            .form(&[("grant_type", JWT_BEARER_GRANT), ("assertion", assertion.as_str())])
-            .send()
+        let form = [("grant_type", JWT_BEARER_GRANT), ("assertion", assertion.as_str())];
+        request_token(&self.http, &self.key.token_uri, &form, Duration::from_secs(3600))
             .await
-            .map_err(|source| GcpError::Transport {
-                operation: "token request".into(),
-                source,
-            })?;
-        let status = resp.status().as_u16();
-        let retry_after = crate::client::retry_after(resp.headers());
-        let body = resp.bytes().await.map_err(|source| GcpError::Transport {
-            operation: "token request".into(),
-            source,
-        })?;
-        if !(200..300).contains(&status) {
-            let e: Option<TokenErrorAnswer> = serde_json::from_slice(&body).ok();
-            return Err(GcpError::Token {
-                uri,
-                status,
-                error: e
-                    .as_ref()
-                    .and_then(|e| e.error.clone())
-                    .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect()),
-                description: e.and_then(|e| e.error_description),
-                retry_after,
-            });
-        }
-        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| GcpError::Decode {
-            operation: "token request".into(),
-            message: format!("the token endpoint's answer has no access_token ({e})"),
-        })?;
-        if let Some(t) = &answer.token_type
-            && !t.eq_ignore_ascii_case("bearer")
-        {
-            return Err(GcpError::Decode {
-                operation: "token request".into(),
-                message: format!("token_type is \"{t}\", expected \"Bearer\""),
-            });
-        }
-        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(3600));
-        Ok(AccessToken {
-            secret: answer.access_token,
-            expires_at: started + lifetime,
-        })
+            .map_err(GcpError::from)
     }
 }
 

@@ -5,84 +5,9 @@
 
 use serde_json::{Value, json};
 
-/// One Compute Engine API request.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ComputeCall {
-    /// The discovery method id (`compute.instances.bulkInsert`).
-    pub method: &'static str,
-    pub verb: &'static str,
-    /// Path template relative to the service path (`projects/{project}/zones/{zone}/instances`).
-    pub template: &'static str,
-    /// Values of the template's `{parameters}`.
-    pub params: Vec<(&'static str, String)>,
-    pub query: Vec<(&'static str, String)>,
-    pub body: Option<Value>,
-    /// What vre is doing, for messages (`create network lab-net`).
-    pub purpose: String,
-}
-
-impl ComputeCall {
-    fn new(
-        method: &'static str,
-        verb: &'static str,
-        template: &'static str,
-        params: Vec<(&'static str, String)>,
-        purpose: impl Into<String>,
-    ) -> Self {
-        ComputeCall {
-            method,
-            verb,
-            template,
-            params,
-            query: Vec::new(),
-            body: None,
-            purpose: purpose.into(),
-        }
-    }
-
-    fn body(mut self, body: Value) -> Self {
-        self.body = Some(body);
-        self
-    }
-
-    fn query(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.query.push((name, value.into()));
-        self
-    }
-
-    /// The path with every parameter substituted (percent-encoded).
-    pub fn path(&self) -> String {
-        let mut out = String::new();
-        let mut rest = self.template;
-        while let Some(open) = rest.find('{') {
-            out.push_str(&rest[..open]);
-            let close = rest[open..].find('}').map_or(rest.len(), |c| open + c);
-            let name = &rest[open + 1..close];
-            let value = self
-                .params
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map_or("", |(_, v)| v.as_str());
-            out.push_str(&encode_segment(value));
-            rest = rest.get(close + 1..).unwrap_or("");
-        }
-        out.push_str(rest);
-        out
-    }
-}
-
-/// Percent-encodes one path segment (RFC 3986 unreserved characters stay).
-fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+/// One Compute Engine API request (the kit's call description; its
+/// `operation` is the discovery method id, `compute.instances.bulkInsert`).
+pub type ComputeCall = vre_cloud_kit::RestCall;
 
 /// Where a call is made: project, region, zone.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -680,7 +605,7 @@ mod tests {
     }
 
     pub(crate) fn check(d: &Discovery, c: &ComputeCall) -> Vec<String> {
-        d.check_call(c.method, c.verb, c.template, &c.params, &c.query, c.body.as_ref())
+        d.check_call(c.operation, c.verb, c.template, &c.params, &c.query, c.body.as_ref())
     }
 
     fn every_call() -> Vec<ComputeCall> {
@@ -789,7 +714,7 @@ mod tests {
             let (m, _) = d
                 .find(c.verb, &c.path())
                 .unwrap_or_else(|| panic!("{} {}", c.verb, c.path()));
-            assert_eq!(m.id, c.method, "{}", c.path());
+            assert_eq!(m.id, c.operation, "{}", c.path());
         }
     }
 

@@ -17,30 +17,17 @@ pub const DEFAULT_ENDPOINT: &str = "https://compute.googleapis.com/";
 pub const SERVICE_PATH: &str = "compute/v1/";
 
 /// How operations are waited on: `operations.wait` blocks server-side for up
-/// to two minutes; when it comes back early, the next call waits this long
-/// first, doubling up to `max`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PollPolicy {
-    pub initial: Duration,
-    pub max: Duration,
-    /// An operation still running after this is reported as a timeout.
-    pub timeout: Duration,
-}
+/// to two minutes; when it comes back early, the next call waits the
+/// policy's delay first (1 s doubling up to 10 s by default).
+pub use vre_cloud_kit::PollPolicy;
 
-impl Default for PollPolicy {
-    fn default() -> Self {
-        PollPolicy {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(10),
-            timeout: Duration::from_secs(30 * 60),
-        }
-    }
-}
-
-impl PollPolicy {
-    /// Delay `attempt` (from 0) of a backoff.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        self.initial.saturating_mul(1u32 << attempt.min(16)).min(self.max)
+/// The policy Compute Engine waits by unless told otherwise.
+pub fn default_poll() -> PollPolicy {
+    PollPolicy {
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(10),
+        factor: 2.0,
+        timeout: Duration::from_secs(30 * 60),
     }
 }
 
@@ -125,14 +112,8 @@ struct GoogleErrorItem {
     reason: Option<String>,
 }
 
-/// The `Retry-After` header in seconds, when the server sent one.
-pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-}
+pub(crate) use vre_cloud_kit::retry_after;
+use vre_cloud_kit::send_with_bearer;
 
 /// The Compute Engine API for one service account.
 #[derive(Debug)]
@@ -156,7 +137,7 @@ impl ComputeClient {
             http,
             base,
             tokens,
-            poll: PollPolicy::default(),
+            poll: default_poll(),
         }
     }
 
@@ -175,46 +156,39 @@ impl ComputeClient {
 
     /// Sends one call and returns its JSON answer.
     pub async fn send(&self, call: &ComputeCall) -> Result<Value, GcpError> {
-        let mut retried_auth = false;
-        loop {
-            let token = self.tokens.token().await?;
-            let url = format!("{}{}", self.base, call.path());
-            let method = reqwest::Method::from_bytes(call.verb.as_bytes()).map_err(|_| GcpError::Decode {
-                operation: call.purpose.clone(),
-                message: format!("bad HTTP verb {}", call.verb),
-            })?;
-            let mut req = self.http.request(method, &url).bearer_auth(&token).query(&call.query);
-            if let Some(b) = &call.body {
-                req = req.json(b);
+        let url = format!("{}{}", self.base, call.path());
+        let method = reqwest::Method::from_bytes(call.verb.as_bytes()).map_err(|_| GcpError::Decode {
+            operation: call.purpose.clone(),
+            message: format!("bad HTTP verb {}", call.verb),
+        })?;
+        let build = |token: &str| {
+            tracing::debug!(method = call.operation, %url, "compute request");
+            let req = self
+                .http
+                .request(method.clone(), &url)
+                .bearer_auth(token)
+                .query(&call.query);
+            match &call.body {
+                Some(b) => req.json(b),
+                None => req,
             }
-            tracing::debug!(method = call.method, %url, "compute request");
-            let resp = req.send().await.map_err(|source| GcpError::Transport {
-                operation: call.purpose.clone(),
-                source,
-            })?;
-            let status = resp.status().as_u16();
-            let retry = retry_after(resp.headers());
-            let bytes = resp.bytes().await.map_err(|source| GcpError::Transport {
-                operation: call.purpose.clone(),
-                source,
-            })?;
-            if status == 401 && !retried_auth {
-                // a token revoked or expired early: get a new one, once
-                self.tokens.invalidate().await;
-                retried_auth = true;
-                continue;
-            }
-            if !(200..300).contains(&status) {
-                return Err(api_error(&call.purpose, status, &bytes, retry));
-            }
-            if bytes.is_empty() {
-                return Ok(Value::Null);
-            }
-            return serde_json::from_slice(&bytes).map_err(|e| GcpError::Decode {
-                operation: call.purpose.clone(),
-                message: format!("not JSON ({e})"),
-            });
+        };
+        let transport = |source| GcpError::Transport {
+            operation: call.purpose.clone(),
+            source,
+        };
+        let answer = send_with_bearer(build, || self.tokens.token(), || self.tokens.invalidate(), transport).await?;
+        if !(200..300).contains(&answer.status) {
+            let retry = retry_after(&answer.headers);
+            return Err(api_error(&call.purpose, answer.status, &answer.body, retry));
         }
+        if answer.body.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&answer.body).map_err(|e| GcpError::Decode {
+            operation: call.purpose.clone(),
+            message: format!("not JSON ({e})"),
+        })
     }
 
     /// Like [`Self::send`], `None` when the resource does not exist (404).
@@ -272,7 +246,7 @@ impl ComputeClient {
                 });
             }
             if attempt > 0 {
-                tokio::time::sleep(self.poll.delay(attempt - 1)).await;
+                tokio::time::sleep(self.poll.delay(attempt - 1, None)).await;
             }
             attempt += 1;
             let wait = call::operations_wait(&project, &op.scope(), &op.name);
@@ -558,6 +532,7 @@ mod tests {
         let client = client_for(&serve(s.clone()).await).with_poll(PollPolicy {
             initial: Duration::from_millis(1),
             max: Duration::from_millis(2),
+            factor: 2.0,
             timeout: Duration::from_millis(30),
         });
         let call = instances_bulk_insert(&loc(), &["x".into()], json!({}), "create".into());

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use vre_core::{CloudError, Error, Retry};
+use vre_cloud_kit::{TOKEN_REQUEST, TokenError, answer};
+use vre_core::Error;
 
 /// The API name reported in every cloud error of this crate.
 pub(crate) const SERVICE: &str = "compute";
@@ -23,14 +24,8 @@ pub enum GcpError {
     KeyFormat { path: PathBuf, reason: String },
 
     /// The OAuth2 token endpoint refused the assertion or failed.
-    #[error("token endpoint {uri}: HTTP {status}: {error}{}", description.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
-    Token {
-        uri: String,
-        status: u16,
-        error: String,
-        description: Option<String>,
-        retry_after: Option<Duration>,
-    },
+    #[error("token request: {0}")]
+    Token(#[from] TokenError),
 
     /// The request did not get an answer (connection refused, reset, timeout).
     #[error("{operation}: request failed: {source}")]
@@ -110,44 +105,38 @@ impl From<GcpError> for Error {
     fn from(e: GcpError) -> Self {
         let message = e.to_string();
         match e {
-            GcpError::KeyFile { .. } | GcpError::KeyFormat { .. } => Error::Credentials { message },
-            GcpError::Token {
-                status,
-                error,
-                description,
-                retry_after,
-                ..
-            } => {
-                let text = match &description {
-                    Some(d) => format!("{error}: {d}"),
-                    None => error.clone(),
-                };
-                let hint = if status == 400 || status == 401 {
+            GcpError::KeyFile { .. } | GcpError::KeyFormat { .. } => answer::credentials(message),
+            GcpError::Token(e) => e.into_error(SERVICE, |refused| {
+                let hint = if refused.status == 400 || refused.status == 401 {
                     "; check that the service-account key is current (not deleted or disabled)"
                 } else {
                     ""
                 };
-                CloudError::http("oauth2", "token request", status, format!("{text}{hint}"), retry_after)
-                    .with_code(error)
-                    .into()
+                answer::http(
+                    "oauth2",
+                    TOKEN_REQUEST,
+                    refused.status,
+                    Some(refused.error.clone()),
+                    format!("{}{hint}", refused.text()),
+                    refused.retry_after,
+                )
+                .into()
+            }),
+            GcpError::Transport { operation, source } => {
+                vre_core::CloudError::transport(SERVICE, operation, source).into()
             }
-            GcpError::Transport { operation, source } => CloudError::transport(SERVICE, operation, source).into(),
             GcpError::Api {
                 operation,
                 status,
                 reason,
                 message,
                 retry_after,
-            } => {
-                let mut c = CloudError::http(SERVICE, operation, status, message, retry_after);
-                if let Some(r) = reason {
-                    if status == 403 && RATE_LIMIT_REASONS.contains(&r.as_str()) {
-                        c = c.with_retry(Retry::After(retry_after));
-                    }
-                    c = c.with_code(r);
+            } => match reason {
+                Some(r) if status == 403 && RATE_LIMIT_REASONS.contains(&r.as_str()) => {
+                    answer::throttled(SERVICE, operation, status, r, message, retry_after).into()
                 }
-                c.into()
-            }
+                reason => answer::http(SERVICE, operation, status, reason, message, retry_after).into(),
+            },
             GcpError::Operation {
                 operation,
                 name,
@@ -162,34 +151,24 @@ impl From<GcpError> for Error {
                     .map(|(c, m)| format!("{c}: {m}"))
                     .collect::<Vec<_>>()
                     .join("; ");
-                CloudError {
-                    service: SERVICE.to_string(),
+                answer::failed(
+                    SERVICE,
                     operation,
-                    status: http_status,
-                    code: errors.first().map(|(c, _)| c.clone()),
-                    message: format!("operation {name} failed: {text}"),
-                    retry: if transient { Retry::After(None) } else { Retry::Never },
-                    source: None,
-                }
+                    http_status,
+                    errors.first().map(|(c, _)| c.clone()),
+                    format!("operation {name} failed: {text}"),
+                    transient,
+                )
                 .into()
             }
             GcpError::OperationTimeout {
                 operation, name, after, ..
-            } => Error::Timeout {
-                what: format!("{operation} (operation {name})"),
+            } => answer::still_running(
+                format!("{operation} (operation {name})"),
                 after,
-                hint: "the operation continues in the cloud; run the same command again to pick it up".into(),
-            },
-            GcpError::Decode { operation, message } => CloudError {
-                service: SERVICE.to_string(),
-                operation,
-                status: None,
-                code: None,
-                message: format!("unexpected answer: {message}"),
-                retry: Retry::Never,
-                source: None,
-            }
-            .into(),
+                "the operation continues in the cloud; run the same command again to pick it up",
+            ),
+            GcpError::Decode { operation, message } => answer::unexpected_answer(SERVICE, operation, message).into(),
         }
     }
 }

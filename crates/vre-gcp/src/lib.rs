@@ -42,8 +42,11 @@ use vre_core::{CloudProvider, Error, ProviderContext, ProviderFactory, ProviderT
 pub use auth::{ServiceAccountKey, TokenSource};
 pub use client::{ComputeClient, PollPolicy};
 pub use error::GcpError;
-pub use provider::{GcpProvider, PROVIDER_NAME};
+pub use provider::GcpProvider;
 pub use settings::{GcpSettings, SubnetMode};
+
+/// The registered provider name (and its table in the spec).
+pub const PROVIDER: &str = "gcp";
 
 /// The environment variable naming the service-account key file.
 pub const CREDENTIALS_ENV: &str = "GOOGLE_APPLICATION_CREDENTIALS";
@@ -96,7 +99,7 @@ impl GcpFactory {
 #[async_trait]
 impl ProviderFactory for GcpFactory {
     fn name(&self) -> &str {
-        PROVIDER_NAME
+        PROVIDER
     }
 
     fn description(&self) -> &str {

@@ -19,9 +19,8 @@ use crate::client::{ComputeClient, PollPolicy};
 use crate::error::GcpError;
 use crate::ownership::{self, description, is_owned, key_from_label, label_filter, labels};
 use crate::settings::{GcpSettings, SubnetMode};
+use vre_cloud_kit::{Observed, answer, names};
 
-/// The registered provider name.
-pub const PROVIDER_NAME: &str = "gcp";
 /// The device name of a node's data disk; the guest sees it as `/dev/disk/by-id/google-vre-data`.
 pub const DATA_DEVICE: &str = "vre-data";
 /// [`CloudResource::attrs`] key of the SSH public key a key-pair resource carries.
@@ -376,7 +375,7 @@ impl GcpProvider {
                     hint: "the import continues; run the same command again later".into(),
                 });
             }
-            tokio::time::sleep(poll.delay(attempt)).await;
+            tokio::time::sleep(poll.delay(attempt, None)).await;
             attempt += 1;
         }
     }
@@ -628,7 +627,7 @@ fn normalized(v: Option<&Value>) -> Value {
 #[async_trait]
 impl CloudProvider for GcpProvider {
     fn name(&self) -> &str {
-        PROVIDER_NAME
+        crate::PROVIDER
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -919,45 +918,39 @@ impl CloudProvider for GcpProvider {
         instances: &[CloudResource],
         timeout: Duration,
     ) -> Result<Vec<CloudResource>> {
-        let poll = self.client.poll().clone();
-        let started = Instant::now();
-        let mut attempt = 0;
-        loop {
+        // one instances.list per round for the whole cluster
+        let list = |asked: Vec<CloudResource>| async move {
             let listed = self.list_instances(cluster).await?;
-            let mut out = Vec::new();
-            for want in instances {
-                let now = match listed.iter().find(|v| str_at(v, "/name") == Some(want.name.as_str())) {
-                    Some(v) => self.instance_resource(cluster, v),
-                    None => want.clone().with_status(ResourceStatus::Failed {
-                        reason: "the instance disappeared while booting".into(),
-                    }),
-                };
-                out.push(match &want.key {
-                    Some(k) if now.key.is_none() => now.with_key(k.clone()),
-                    _ => now,
-                });
-            }
-            let pending: Vec<&str> = out
-                .iter()
-                .filter(|r| r.status == ResourceStatus::Pending)
-                .map(|r| r.name.as_str())
-                .collect();
-            if pending.is_empty() {
-                return Ok(out);
-            }
-            if started.elapsed() >= timeout {
-                return Err(Error::Timeout {
-                    what: format!("instances {} to be RUNNING", pending.join(", ")),
-                    after: timeout,
-                    hint: format!(
-                        "check them with `gcloud compute instances describe --zone {}`",
-                        self.loc.zone
-                    ),
-                });
-            }
-            tokio::time::sleep(poll.delay(attempt)).await;
-            attempt += 1;
-        }
+            Ok(asked
+                .into_iter()
+                .map(|want| {
+                    Observed::by_status(
+                        match listed.iter().find(|v| str_at(v, "/name") == Some(want.name.as_str())) {
+                            Some(v) => self.instance_resource(cluster, v),
+                            None => want.with_status(ResourceStatus::Failed {
+                                reason: "the instance disappeared while booting".into(),
+                            }),
+                        },
+                    )
+                })
+                .collect())
+        };
+        let zone = &self.loc.zone;
+        vre_cloud_kit::wait_instances(
+            self.client.poll(),
+            instances,
+            timeout,
+            list,
+            |_, _| {},
+            |pending| {
+                answer::still_running(
+                    format!("instances {} to be RUNNING", names(pending)),
+                    timeout,
+                    format!("check them with `gcloud compute instances describe --zone {zone}`"),
+                )
+            },
+        )
+        .await
     }
 
     async fn create_volume(&self, cluster: &ClusterRef, request: &VolumeRequest) -> Result<CloudResource> {
@@ -1380,7 +1373,7 @@ mod tests {
             batch(vre_core::Role::Edge, 2, true),
         ] {
             let c = bulk_body(&b);
-            let problems = d.check_call(c.method, c.verb, c.template, &c.params, &c.query, c.body.as_ref());
+            let problems = d.check_call(c.operation, c.verb, c.template, &c.params, &c.query, c.body.as_ref());
             assert!(problems.is_empty(), "{}", problems.join("\n"));
         }
     }

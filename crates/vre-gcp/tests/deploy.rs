@@ -60,6 +60,7 @@ fn provider(fake: &FakeCompute, spec: &ClusterSpec, dir: &Path) -> GcpProvider {
     GcpFactory.build_provider(&ctx).unwrap().with_poll(PollPolicy {
         initial: Duration::from_millis(2),
         max: Duration::from_millis(20),
+        factor: 2.0,
         timeout: Duration::from_secs(30),
     })
 }

@@ -1,0 +1,232 @@
+//! The instance-wait loop: one listing per round for all the instances
+//! still booting (never one GET per instance), backing off per
+//! [`PollPolicy`], until each is running or failed.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use vre_core::{CloudResource, Error, ResourceStatus, Result};
+
+use crate::poll::PollPolicy;
+
+/// What one listing round saw of one awaited instance.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Observed {
+    /// Still booting: its current view when the listing showed it, `None`
+    /// when the cloud does not list it yet (right after the create call).
+    Pending(Option<CloudResource>),
+    /// Running or failed (a failed one carries `ResourceStatus::Failed`):
+    /// the wait is over for it.
+    Settled(CloudResource),
+}
+
+impl Observed {
+    /// Classifies by the view's status: `Pending` keeps waiting, any other
+    /// status settles it.
+    pub fn by_status(view: CloudResource) -> Self {
+        if view.status == ResourceStatus::Pending {
+            Observed::Pending(Some(view))
+        } else {
+            Observed::Settled(view)
+        }
+    }
+}
+
+/// The names of `resources`, comma-separated (for a timeout's message).
+pub fn names(resources: &[CloudResource]) -> String {
+    resources.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// Waits until every instance in `instances` is settled and returns their
+/// latest views, in the order given.
+///
+/// Each round calls `list` once with the instances still waiting (as they
+/// were given) and expects one [`Observed`] per instance, in the same order;
+/// `list` should ask the cloud with as few list calls as it can (one per
+/// round, filtered to the cluster). After each round `progress(settled,
+/// total)` is called. Between rounds the loop sleeps per `policy`; when the
+/// next round would start after `timeout`, it returns `timed_out(still
+/// waiting)` instead. A view without a key gets the key of the instance it
+/// answers for.
+pub async fn wait_instances<L, Fut>(
+    policy: &PollPolicy,
+    instances: &[CloudResource],
+    timeout: Duration,
+    mut list: L,
+    mut progress: impl FnMut(usize, usize),
+    timed_out: impl FnOnce(&[CloudResource]) -> Error,
+) -> Result<Vec<CloudResource>>
+where
+    L: FnMut(Vec<CloudResource>) -> Fut,
+    Fut: Future<Output = Result<Vec<Observed>>>,
+{
+    let started = Instant::now();
+    let mut latest: Vec<CloudResource> = instances.to_vec();
+    let mut waiting: Vec<usize> = (0..instances.len()).collect();
+    let mut attempt = 0;
+    loop {
+        let asked: Vec<CloudResource> = waiting.iter().map(|&i| instances[i].clone()).collect();
+        let seen = list(asked).await?;
+        if seen.len() != waiting.len() {
+            return Err(Error::orchestrator(
+                "instance wait",
+                format!(
+                    "a listing round answered for {} of {} instances",
+                    seen.len(),
+                    waiting.len()
+                ),
+            ));
+        }
+        let mut still = Vec::new();
+        for (&i, observed) in waiting.iter().zip(seen) {
+            match observed {
+                Observed::Pending(view) => {
+                    if let Some(v) = view {
+                        latest[i] = v;
+                    }
+                    still.push(i);
+                }
+                Observed::Settled(v) => latest[i] = v,
+            }
+        }
+        waiting = still;
+        progress(instances.len() - waiting.len(), instances.len());
+        if waiting.is_empty() {
+            break;
+        }
+        let delay = policy.delay(attempt, None);
+        if started.elapsed() + delay > timeout {
+            let pending: Vec<CloudResource> = waiting.iter().map(|&i| latest[i].clone()).collect();
+            return Err(timed_out(&pending));
+        }
+        tokio::time::sleep(delay).await;
+        attempt += 1;
+    }
+    for (view, asked) in latest.iter_mut().zip(instances) {
+        if view.key.is_none() {
+            view.key = asked.key.clone();
+        }
+    }
+    Ok(latest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    use vre_core::{ResourceKey, ResourceKind, Role};
+
+    fn booting(name: &str) -> CloudResource {
+        CloudResource::new(ResourceKind::Instance, format!("id-{name}"), name)
+            .with_key(ResourceKey::server(Role::Service, 1))
+            .with_status(ResourceStatus::Pending)
+    }
+
+    /// A cloud whose instances boot after a number of listings each.
+    struct FakeLister {
+        boots_after: HashMap<String, usize>,
+        rounds: Mutex<Vec<Vec<String>>>,
+    }
+
+    impl FakeLister {
+        fn observe(&self, asked: Vec<CloudResource>) -> Vec<Observed> {
+            let mut rounds = self.rounds.lock().unwrap();
+            rounds.push(asked.iter().map(|r| r.name.clone()).collect());
+            let n = rounds.len();
+            asked
+                .into_iter()
+                .map(|r| match self.boots_after[&r.name] {
+                    0 => Observed::Pending(None),
+                    b if n >= b => Observed::by_status(
+                        CloudResource::new(ResourceKind::Instance, r.id, r.name).with_status(ResourceStatus::Ready),
+                    ),
+                    _ => Observed::by_status(r.with_status(ResourceStatus::Pending)),
+                })
+                .collect()
+        }
+    }
+
+    fn lister(boots: &[(&str, usize)]) -> Arc<FakeLister> {
+        Arc::new(FakeLister {
+            boots_after: boots.iter().map(|(n, b)| (n.to_string(), *b)).collect(),
+            rounds: Mutex::new(Vec::new()),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_listing_per_round_for_the_instances_still_booting() {
+        let fake = lister(&[("a", 1), ("b", 3)]);
+        let mut seen_progress = Vec::new();
+        let started = Instant::now();
+        let f = fake.clone();
+        let out = wait_instances(
+            &PollPolicy::default(),
+            &[booting("a"), booting("b")],
+            Duration::from_secs(600),
+            |asked| {
+                let f = f.clone();
+                async move { Ok(f.observe(asked)) }
+            },
+            |done, total| seen_progress.push((done, total)),
+            |_| panic!("no timeout"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            *fake.rounds.lock().unwrap(),
+            [vec!["a", "b"], vec!["b"], vec!["b"]].map(|r| r.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        );
+        assert_eq!(seen_progress, [(1, 2), (1, 2), (2, 2)]);
+        // 2 s, then 4 s between the rounds
+        assert_eq!(started.elapsed(), Duration::from_secs(6));
+        assert!(out.iter().all(|r| r.status == ResourceStatus::Ready));
+        // the views had no key: they keep the one they answer for
+        assert_eq!(out[1].key, Some(ResourceKey::server(Role::Service, 1)));
+        assert_eq!(out[1].name, "b");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn instances_never_listed_time_out_without_sleeping_past_the_deadline() {
+        let fake = lister(&[("a", 0), ("b", 1)]);
+        let started = Instant::now();
+        let f = fake.clone();
+        let e = wait_instances(
+            &PollPolicy::default(),
+            &[booting("a"), booting("b")],
+            Duration::from_secs(10),
+            |asked| {
+                let f = f.clone();
+                async move { Ok(f.observe(asked)) }
+            },
+            |_, _| {},
+            |pending| Error::Timeout {
+                what: names(pending),
+                after: Duration::from_secs(10),
+                hint: String::new(),
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(&e, Error::Timeout { what, .. } if what == "a"), "{e}");
+        // rounds at 0, 2 and 6 s; the next would start at 14 s
+        assert_eq!(started.elapsed(), Duration::from_secs(6));
+        assert_eq!(fake.rounds.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn listing_errors_end_the_wait() {
+        let e = wait_instances(
+            &PollPolicy::fast(),
+            &[booting("a")],
+            Duration::from_secs(10),
+            |_| async { Err(Error::input("x", "listing failed")) },
+            |_, _| {},
+            |_| panic!("no timeout"),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.to_string(), "x: listing failed");
+    }
+}
