@@ -19,8 +19,8 @@ use crate::microservice::{Dns, Endpoint, Microservice};
 use crate::orchestrator::{BootstrapFacts, ClusterFacts, ExpectedNode, NodeFact, NodeState, Orchestrator};
 use crate::plan::{self, Action, Plan, PlanItem};
 use crate::provider::{
-    CloudProvider, ClusterRef, InstanceBatch, InstanceRequest, NetworkInfo, NetworkRequest, SecurityGroupRequest,
-    VolumeRequest,
+    Capabilities, CloudProvider, ClusterRef, InstanceBatch, InstanceRequest, NetworkInfo, NetworkRequest,
+    SecurityGroupRequest, VolumeRequest,
 };
 use crate::resource::{CloudResource, KeyParts, ResourceKey, ResourceKind, ResourceStatus, attr};
 use crate::retry::RetryPolicy;
@@ -1176,7 +1176,8 @@ impl Run<'_> {
         Ok(facts)
     }
 
-    /// Creates the group's missing and replaced servers in one batch, waits
+    /// Creates the group's missing and replaced servers (one batch, or
+    /// chunks of the cloud's `max_batch`), waits
     /// for them, and replaces servers the cloud put in error once.
     async fn servers(&self, id: &str, role: Role) -> Result<()> {
         let d = self.d;
@@ -1206,10 +1207,15 @@ impl Run<'_> {
         }
         let total = g.count as u64;
         for round in 0..2 {
-            if !todo.is_empty() {
-                let batch = self.batch(&g, &facts, &user_data, &todo)?;
-                d.events
-                    .progress(id, format!("creating {} {role} server(s)", todo.len()));
+            // one call per chunk of at most the cloud's `max_batch`, each
+            // with its own idempotency token (computed from its indices)
+            let chunk = chunk_size(&p.capabilities(), todo.len());
+            for (n, indices) in todo.chunks(chunk).enumerate() {
+                let batch = self.batch(&g, &facts, &user_data, indices)?;
+                if n == 0 {
+                    d.events
+                        .progress(id, format!("creating {} {role} server(s)", todo.len()));
+                }
                 let made = d.call(id, || p.create_instances(c, &batch)).await?;
                 let made: Vec<CloudResource> = made
                     .into_iter()
@@ -1347,6 +1353,18 @@ impl Deployment {
     fn plan_has_master(&self, plan: &Plan) -> bool {
         plan.item(&ResourceKey::server(Role::Master, 1))
             .is_some_and(|i| i.action == Action::Keep)
+    }
+}
+
+/// Instances per `create_instances` call for `n` servers: at most the
+/// cloud's `max_batch` when it creates many at once and states a limit,
+/// otherwise all of them (never zero: `chunks` needs a positive size).
+fn chunk_size(caps: &Capabilities, n: usize) -> usize {
+    let n = n.max(1);
+    if caps.multi_create && caps.max_batch > 0 {
+        n.min(caps.max_batch as usize)
+    } else {
+        n
     }
 }
 

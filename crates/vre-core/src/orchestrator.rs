@@ -193,6 +193,8 @@ impl std::fmt::Display for ReadinessCheck {
 }
 
 /// The orchestrator layer. Object-safe; used as `Arc<dyn Orchestrator>`.
+// automock goes before #[async_trait] (mockall must see the `async fn`s)
+#[cfg_attr(any(test, feature = "testing"), mockall::automock)]
 #[async_trait]
 pub trait Orchestrator: Send + Sync {
     fn name(&self) -> &str;

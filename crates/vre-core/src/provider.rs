@@ -147,6 +147,8 @@ pub struct VolumeRequest {
 }
 
 /// A cloud, as the engine drives it. Object-safe; used as `Arc<dyn CloudProvider>`.
+// automock goes before #[async_trait] (mockall must see the `async fn`s)
+#[cfg_attr(any(test, feature = "testing"), mockall::automock)]
 #[async_trait]
 pub trait CloudProvider: Send + Sync {
     /// The registered provider name.
