@@ -14,7 +14,9 @@ use crate::resource::CloudResource;
 /// A URL a microservice or app serves, printed at the end of `vre apply`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
+    /// Short name (`jupyter`).
     pub name: String,
+    /// Where it is served.
     pub url: String,
 }
 
@@ -66,6 +68,7 @@ pub trait Microservice: Send + Sync {
 pub struct DnsRecord {
     /// Fully qualified name (`*.mylab.example.org`).
     pub name: String,
+    /// The address it points at.
     pub address: IpAddr,
     /// Proxied through the DNS provider's CDN (Cloudflare).
     pub proxied: bool,
@@ -76,6 +79,7 @@ pub struct DnsRecord {
 #[cfg_attr(any(test, feature = "testing"), mockall::automock)]
 #[async_trait]
 pub trait Dns: Send + Sync {
+    /// The DNS provider's name (`cloudflare`, `nip.io`, ...).
     fn name(&self) -> &str;
 
     /// The domain apps live under, given the edge addresses, or `None` when

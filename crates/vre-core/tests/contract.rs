@@ -228,16 +228,12 @@ fn deployment(spec: ClusterSpec, dir: &std::path::Path, cloud: MockCloudProvider
         .unwrap()
 }
 
+/// The `create_instances` calls made: role, node indices, token.
+type Seen = Arc<Mutex<Vec<(Role, Vec<u32>, String)>>>;
+
 /// Expects exactly `calls` `create_instances` calls for `role`, each of at
 /// most `most` instances, recording the batches.
-fn expect_creates(
-    m: &mut MockCloudProvider,
-    w: &World,
-    role: Role,
-    calls: usize,
-    most: usize,
-    seen: &Arc<Mutex<Vec<(Role, Vec<u32>, String)>>>,
-) {
+fn expect_creates(m: &mut MockCloudProvider, w: &World, role: Role, calls: usize, most: usize, seen: &Seen) {
     let (w, seen) = (w.clone(), seen.clone());
     m.expect_create_instances()
         .withf(move |_, b| b.role == role)
@@ -316,7 +312,7 @@ async fn chunk_tokens_are_deterministic_across_runs() {
     let mut runs = Vec::new();
     for _ in 0..2 {
         let world = World::default();
-        let seen: Arc<Mutex<Vec<(Role, Vec<u32>, String)>>> = Arc::default();
+        let seen: Seen = Arc::default();
         let mut m = cloud(&world, caps(2), &["create_instances"]);
         for (role, calls) in [
             (Role::Master, 1),
@@ -494,12 +490,9 @@ async fn retry_after_is_honoured() {
         .times(1)
         .returning(move |c, req| Ok(network(&w, c, req)));
     // the policy alone would wait a millisecond
-    let policy = RetryPolicy {
-        max_attempts: 3,
-        base: Duration::from_millis(1),
-        cap: Duration::from_millis(1),
-        jitter: false,
-    };
+    let mut policy = RetryPolicy::immediate(3);
+    policy.base = Duration::from_millis(1);
+    policy.cap = Duration::from_millis(1);
     let started = tokio::time::Instant::now();
     deployment(master_only(), dir.path(), m, policy).apply().await.unwrap();
     let waited = started.elapsed();
