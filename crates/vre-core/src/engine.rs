@@ -197,6 +197,7 @@ impl DeploymentBuilder {
 
 /// What apply did.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct ApplyReport {
     /// What the plan said apply would do.
     pub summary: PlanSummary,
@@ -214,6 +215,7 @@ pub struct ApplyReport {
 
 /// What destroy did.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct DestroyReport {
     /// Resources deleted (DNS records included).
     pub deleted: Vec<CloudResource>,
@@ -225,6 +227,7 @@ pub struct DestroyReport {
 
 /// `vre status`.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct Status {
     /// The cluster name.
     pub cluster: String,

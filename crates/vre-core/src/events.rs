@@ -7,6 +7,7 @@ use tokio::sync::mpsc;
 
 /// What a plan will do, in numbers.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PlanSummary {
     /// Resources to create.
     pub create: usize,
@@ -21,6 +22,7 @@ pub struct PlanSummary {
 /// One thing that happened during an operation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Event {
     /// An operation (`apply`, `destroy`, `scale`) began.
     Started {

@@ -10,6 +10,7 @@ use crate::events::{Event, EventSink};
 
 /// How cloud calls are retried.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts in all, the first included.
     pub max_attempts: u32,
