@@ -450,7 +450,7 @@ impl Default for EngineSpec {
 }
 
 /// Everything one VRE is made of. Build it from `vre.toml` with
-/// [`crate::spec::load`] or in code with [`ClusterSpec::new`].
+/// [`crate::ProviderRegistry::load_spec`] or in code with [`ClusterSpec::new`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClusterSpec {
     /// DNS-safe; prefix of every resource name and value of the cluster tag.
