@@ -246,62 +246,71 @@ fn expect_creates(m: &mut MockCloudProvider, w: &World, role: Role, calls: usize
         });
 }
 
-#[tokio::test]
-async fn one_create_call_per_role_group() {
-    let dir = tempfile::tempdir().unwrap();
+/// Applies `spec()` in `dir` on a fresh cloud announcing `max_batch`,
+/// expecting, for each `(role, calls, most)`, exactly `calls`
+/// `create_instances` calls for the role of at most `most` instances each.
+/// Returns the calls made and the cloud.
+async fn apply_expecting_creates(
+    dir: &std::path::Path,
+    max_batch: u32,
+    expected: [(Role, usize, usize); 4],
+) -> (Vec<(Role, Vec<u32>, String)>, World) {
     let world = World::default();
-    let seen = Arc::default();
-    let mut m = cloud(&world, caps(0), &["create_instances"]);
-    for (role, n) in [
-        (Role::Master, 1),
-        (Role::Service, 5),
-        (Role::Storage, 2),
-        (Role::Edge, 1),
-    ] {
-        expect_creates(&mut m, &world, role, 1, n, &seen);
+    let seen: Seen = Arc::default();
+    let mut m = cloud(&world, caps(max_batch), &["create_instances"]);
+    for (role, calls, most) in expected {
+        expect_creates(&mut m, &world, role, calls, most, &seen);
     }
-    deployment(spec(), dir.path(), m, RetryPolicy::immediate(4))
+    deployment(spec(), dir, m, RetryPolicy::immediate(4))
         .apply()
         .await
         .unwrap();
-    let seen = seen.lock().unwrap();
-    let service: Vec<&Vec<u32>> = seen.iter().filter(|s| s.0 == Role::Service).map(|s| &s.1).collect();
-    assert_eq!(service, [&vec![1, 2, 3, 4, 5]]);
+    let seen = seen.lock().unwrap().clone();
+    (seen, world)
 }
+
+/// The node indices each `create_instances` call for `role` asked for.
+fn indices(seen: &[(Role, Vec<u32>, String)], role: Role) -> Vec<Vec<u32>> {
+    seen.iter().filter(|s| s.0 == role).map(|s| s.1.clone()).collect()
+}
+
+#[tokio::test]
+async fn one_create_call_per_role_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = [
+        (Role::Master, 1, 1),
+        (Role::Service, 1, 5),
+        (Role::Storage, 1, 2),
+        (Role::Edge, 1, 1),
+    ];
+    let (seen, _) = apply_expecting_creates(dir.path(), 0, expected).await;
+    assert_eq!(indices(&seen, Role::Service), [vec![1, 2, 3, 4, 5]]);
+}
+
+/// 5 service nodes at 2 a call: 3 calls; storage (2) fits in one.
+const CHUNKED: [(Role, usize, usize); 4] = [
+    (Role::Master, 1, 2),
+    (Role::Service, 3, 2),
+    (Role::Storage, 1, 2),
+    (Role::Edge, 1, 2),
+];
 
 #[tokio::test]
 async fn a_group_larger_than_max_batch_is_created_in_chunks_with_their_own_tokens() {
     let dir = tempfile::tempdir().unwrap();
-    let world = World::default();
-    let seen = Arc::default();
-    let mut m = cloud(&world, caps(2), &["create_instances"]);
-    // 5 service nodes at 2 a call: 3 calls; storage (2) fits in one
-    for (role, calls) in [
-        (Role::Master, 1),
-        (Role::Service, 3),
-        (Role::Storage, 1),
-        (Role::Edge, 1),
-    ] {
-        expect_creates(&mut m, &world, role, calls, 2, &seen);
-    }
-    deployment(spec(), dir.path(), m, RetryPolicy::immediate(4))
-        .apply()
-        .await
-        .unwrap();
-    let seen = seen.lock().unwrap();
-    let service: Vec<&(Role, Vec<u32>, String)> = seen.iter().filter(|s| s.0 == Role::Service).collect();
-    let indices: Vec<u32> = service.iter().flat_map(|s| s.1.clone()).collect();
-    assert_eq!(indices, [1, 2, 3, 4, 5], "every node exactly once, in order");
+    let (seen, world) = apply_expecting_creates(dir.path(), 2, CHUNKED).await;
+    assert_eq!(
+        indices(&seen, Role::Service),
+        [vec![1, 2], vec![3, 4], vec![5]],
+        "every node exactly once, in order"
+    );
     let tokens: BTreeSet<&String> = seen.iter().map(|s| &s.2).collect();
     assert_eq!(tokens.len(), seen.len(), "one idempotency token per call: {seen:?}");
-    assert_eq!(
-        world
-            .resources()
-            .iter()
-            .filter(|r| r.kind == ResourceKind::Instance)
-            .count(),
-        9
-    );
+    let instances = world
+        .resources()
+        .into_iter()
+        .filter(|r| r.kind == ResourceKind::Instance);
+    assert_eq!(instances.count(), 9);
 }
 
 #[tokio::test]
@@ -311,24 +320,9 @@ async fn chunk_tokens_are_deterministic_across_runs() {
     let dir = tempfile::tempdir().unwrap();
     let mut runs = Vec::new();
     for _ in 0..2 {
-        let world = World::default();
-        let seen: Seen = Arc::default();
-        let mut m = cloud(&world, caps(2), &["create_instances"]);
-        for (role, calls) in [
-            (Role::Master, 1),
-            (Role::Service, 3),
-            (Role::Storage, 1),
-            (Role::Edge, 1),
-        ] {
-            expect_creates(&mut m, &world, role, calls, 2, &seen);
-        }
-        deployment(spec(), dir.path(), m, RetryPolicy::immediate(4))
-            .apply()
-            .await
-            .unwrap();
-        let mut s = seen.lock().unwrap().clone();
-        s.sort();
-        runs.push(s);
+        let (mut seen, _) = apply_expecting_creates(dir.path(), 2, CHUNKED).await;
+        seen.sort();
+        runs.push(seen);
     }
     assert_eq!(runs[0], runs[1]);
 }
@@ -419,35 +413,33 @@ fn master_only() -> ClusterSpec {
     ClusterSpec::new("lab", "mock")
 }
 
-#[tokio::test]
-async fn an_error_that_retrying_cannot_help_is_not_retried() {
+/// Applies a master-only spec (one `create_instances` call when all goes
+/// well) whose creates always fail with `error`, with 4 attempts allowed,
+/// expecting exactly `calls` calls; returns apply's error.
+async fn apply_failing_creates(error: fn() -> CloudError, calls: usize) -> Error {
     let dir = tempfile::tempdir().unwrap();
     let world = World::default();
     let mut m = cloud(&world, caps(0), &["create_instances"]);
-    m.expect_create_instances().times(1).returning(|_, _| {
-        Err(CloudError::http("mock", "create servers", 403, "quota exceeded", None)
-            .with_retry(Retry::Never)
-            .into())
-    });
-    let err = deployment(master_only(), dir.path(), m, RetryPolicy::immediate(4))
+    m.expect_create_instances()
+        .times(calls)
+        .returning(move |_, _| Err(error().into()));
+    deployment(master_only(), dir.path(), m, RetryPolicy::immediate(4))
         .apply()
         .await
-        .unwrap_err();
+        .unwrap_err()
+}
+
+#[tokio::test]
+async fn an_error_that_retrying_cannot_help_is_not_retried() {
+    let quota = || CloudError::http("mock", "create servers", 403, "quota exceeded", None).with_retry(Retry::Never);
+    let err = apply_failing_creates(quota, 1).await;
     assert!(err.to_string().contains("quota exceeded"), "{err}");
 }
 
 #[tokio::test]
 async fn a_transient_error_is_retried_up_to_the_policys_attempts() {
-    let dir = tempfile::tempdir().unwrap();
-    let world = World::default();
-    let mut m = cloud(&world, caps(0), &["create_instances"]);
-    m.expect_create_instances()
-        .times(4)
-        .returning(|_, _| Err(CloudError::http("mock", "create servers", 503, "busy", None).into()));
-    let err = deployment(master_only(), dir.path(), m, RetryPolicy::immediate(4))
-        .apply()
-        .await
-        .unwrap_err();
+    let busy = || CloudError::http("mock", "create servers", 503, "busy", None);
+    let err = apply_failing_creates(busy, 4).await;
     assert!(err.to_string().contains("busy"), "{err}");
 }
 
