@@ -43,11 +43,15 @@ impl<T> Default for Dag<T> {
 /// What happened to each step.
 #[derive(Debug, Default)]
 pub struct DagReport {
+    /// Ids of the steps that finished.
     pub finished: Vec<String>,
+    /// Ids of the steps that failed, with their errors.
     pub failed: Vec<(String, Error)>,
+    /// Ids of the steps that did not run because a dependency failed.
     pub skipped: Vec<String>,
     /// Most steps that ran at the same time.
     pub peak_concurrency: usize,
+    /// Cancellation stopped new steps from starting.
     pub interrupted: bool,
 }
 
@@ -62,18 +66,22 @@ impl DagReport {
 }
 
 impl<T> Dag<T> {
+    /// An empty graph.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Number of steps.
     pub fn len(&self) -> usize {
         self.steps.len()
     }
 
+    /// No steps at all.
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
     }
 
+    /// A step with this id exists.
     pub fn contains(&self, id: &str) -> bool {
         self.index.contains_key(id)
     }

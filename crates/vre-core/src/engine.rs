@@ -19,8 +19,8 @@ use crate::microservice::{Dns, Endpoint, Microservice};
 use crate::orchestrator::{BootstrapFacts, ClusterFacts, ExpectedNode, NodeFact, NodeState, Orchestrator};
 use crate::plan::{self, Action, Plan, PlanItem};
 use crate::provider::{
-    CloudProvider, ClusterRef, InstanceBatch, InstanceRequest, NetworkInfo, NetworkRequest, SecurityGroupRequest,
-    VolumeRequest,
+    Capabilities, CloudProvider, ClusterRef, InstanceBatch, InstanceRequest, NetworkInfo, NetworkRequest,
+    SecurityGroupRequest, VolumeRequest,
 };
 use crate::resource::{CloudResource, KeyParts, ResourceKey, ResourceKind, ResourceStatus, attr};
 use crate::retry::RetryPolicy;
@@ -32,11 +32,17 @@ pub const API_PORT: u16 = 6443;
 
 /// Output names written to the state and printed at the end of apply.
 pub mod output {
+    /// Path of the admin kubeconfig.
     pub const KUBECONFIG: &str = "kubeconfig";
+    /// `https://host:port` of the API server as vre reaches it.
     pub const API_ENDPOINT: &str = "api_endpoint";
+    /// The domain apps live under.
     pub const DOMAIN: &str = "domain";
+    /// The master's private address.
     pub const MASTER_PRIVATE_IP: &str = "master_private_ip";
+    /// The master's public address.
     pub const MASTER_PUBLIC_IP: &str = "master_public_ip";
+    /// The cluster subnet.
     pub const NETWORK_CIDR: &str = "network_cidr";
     /// Prefix of an endpoint output (`endpoint/jupyter`).
     pub const ENDPOINT_PREFIX: &str = "endpoint/";
@@ -80,26 +86,32 @@ pub struct DeploymentBuilder {
 }
 
 impl DeploymentBuilder {
+    /// The cloud to build on (required).
     pub fn provider(mut self, p: Arc<dyn CloudProvider>) -> Self {
         self.provider = Some(p);
         self
     }
+    /// The orchestrator nodes join (required).
     pub fn orchestrator(mut self, o: Arc<dyn Orchestrator>) -> Self {
         self.orchestrator = Some(o);
         self
     }
+    /// Adds a microservice; those it depends on must be added before it.
     pub fn microservice(mut self, m: Arc<dyn Microservice>) -> Self {
         self.microservices.push(m);
         self
     }
+    /// The DNS provider for the edge records (optional).
     pub fn dns(mut self, d: Arc<dyn Dns>) -> Self {
         self.dns = Some(d);
         self
     }
+    /// Where progress events go (default: dropped).
     pub fn events(mut self, e: EventSink) -> Self {
         self.events = e;
         self
     }
+    /// The retry policy for cloud calls (default: `engine.max_attempts` from the spec).
     pub fn retry(mut self, r: RetryPolicy) -> Self {
         self.retry = Some(r);
         self
@@ -116,6 +128,7 @@ impl DeploymentBuilder {
         self
     }
 
+    /// Validates the spec and the microservice dependencies and makes the deployment.
     pub fn build(self) -> Result<Deployment> {
         let problems = crate::spec::validate(&self.spec);
         if !problems.is_empty() {
@@ -184,30 +197,45 @@ impl DeploymentBuilder {
 
 /// What apply did.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct ApplyReport {
+    /// What the plan said apply would do.
     pub summary: PlanSummary,
+    /// Wall time of the whole apply.
     pub elapsed: Duration,
+    /// Outputs written to the state (kubeconfig path, API endpoint, endpoints, ...).
     pub outputs: BTreeMap<String, String>,
+    /// Number of steps in the DAG.
     pub steps: usize,
+    /// Length of the DAG's longest dependency chain, in steps.
     pub critical_path: usize,
+    /// Most steps that ran at the same time.
     pub peak_concurrency: usize,
 }
 
 /// What destroy did.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct DestroyReport {
+    /// Resources deleted (DNS records included).
     pub deleted: Vec<CloudResource>,
     /// Resources left on purpose (images, which are expensive to re-import).
     pub kept: Vec<CloudResource>,
+    /// Wall time of the whole destroy.
     pub elapsed: Duration,
 }
 
 /// `vre status`.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct Status {
+    /// The cluster name.
     pub cluster: String,
+    /// The provider name.
     pub provider: String,
+    /// The state file, when there is one.
     pub state: Option<State>,
+    /// What the cloud reports for the cluster.
     pub inventory: Vec<CloudResource>,
     /// Nodes as Kubernetes sees them, or why they could not be read.
     pub nodes: std::result::Result<Vec<NodeState>, String>,
@@ -247,6 +275,7 @@ struct Run<'d> {
 }
 
 impl Deployment {
+    /// Starts building a deployment of `spec` kept in `dir`.
     pub fn builder(spec: ClusterSpec, dir: impl Into<PathBuf>) -> DeploymentBuilder {
         DeploymentBuilder {
             spec,
@@ -262,22 +291,27 @@ impl Deployment {
         }
     }
 
+    /// The spec it deploys.
     pub fn spec(&self) -> &ClusterSpec {
         &self.spec
     }
 
+    /// The deployment directory (state, keys, kubeconfig).
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// The cloud it builds on.
     pub fn provider(&self) -> &Arc<dyn CloudProvider> {
         &self.provider
     }
 
+    /// The orchestrator nodes join.
     pub fn orchestrator(&self) -> &Arc<dyn Orchestrator> {
         &self.orchestrator
     }
 
+    /// Where its progress events go.
     pub fn events(&self) -> &EventSink {
         &self.events
     }
@@ -1178,7 +1212,8 @@ impl Run<'_> {
         Ok(facts)
     }
 
-    /// Creates the group's missing and replaced servers in one batch, waits
+    /// Creates the group's missing and replaced servers (one batch, or
+    /// chunks of the cloud's `max_batch`), waits
     /// for them, and replaces servers the cloud put in error once.
     async fn servers(&self, id: &str, role: Role) -> Result<()> {
         let d = self.d;
@@ -1208,10 +1243,15 @@ impl Run<'_> {
         }
         let total = g.count as u64;
         for round in 0..2 {
-            if !todo.is_empty() {
-                let batch = self.batch(&g, &facts, &user_data, &todo)?;
-                d.events
-                    .progress(id, format!("creating {} {role} server(s)", todo.len()));
+            // one call per chunk of at most the cloud's `max_batch`, each
+            // with its own idempotency token (computed from its indices)
+            let chunk = chunk_size(&p.capabilities(), todo.len());
+            for (n, indices) in todo.chunks(chunk).enumerate() {
+                let batch = self.batch(&g, &facts, &user_data, indices)?;
+                if n == 0 {
+                    d.events
+                        .progress(id, format!("creating {} {role} server(s)", todo.len()));
+                }
                 let made = d.call(id, || p.create_instances(c, &batch)).await?;
                 let made: Vec<CloudResource> = made
                     .into_iter()
@@ -1349,6 +1389,18 @@ impl Deployment {
     fn plan_has_master(&self, plan: &Plan) -> bool {
         plan.item(&ResourceKey::server(Role::Master, 1))
             .is_some_and(|i| i.action == Action::Keep)
+    }
+}
+
+/// Instances per `create_instances` call for `n` servers: at most the
+/// cloud's `max_batch` when it creates many at once and states a limit,
+/// otherwise all of them (never zero: `chunks` needs a positive size).
+fn chunk_size(caps: &Capabilities, n: usize) -> usize {
+    let n = n.max(1);
+    if caps.multi_create && caps.max_batch > 0 {
+        n.min(caps.max_batch as usize)
+    } else {
+        n
     }
 }
 

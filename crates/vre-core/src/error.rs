@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::spec::Diagnostics;
 
+/// vre-core's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A boxed cause (transport errors, parse errors) kept for `source()`.
@@ -29,12 +30,15 @@ pub struct CloudError {
     pub service: String,
     /// What vre was doing (`create servers`, `RunInstances`, ...).
     pub operation: String,
+    /// The HTTP status, when the error came over HTTP.
     pub status: Option<u16>,
     /// The cloud's own error code (`InstanceLimitExceeded`, `itemNotFound`), when it gave one.
     pub code: Option<String>,
     /// The cloud's message, verbatim.
     pub message: String,
+    /// Whether (and when) trying again may help.
     pub retry: Retry,
+    /// The underlying transport or parse error, if any.
     #[source]
     pub source: Option<BoxError>,
 }
@@ -77,21 +81,25 @@ impl CloudError {
         }
     }
 
+    /// Sets the cloud's own error code.
     pub fn with_code(mut self, code: impl Into<String>) -> Self {
         self.code = Some(code.into());
         self
     }
 
+    /// Overrides whether the error is retriable.
     pub fn with_retry(mut self, retry: Retry) -> Self {
         self.retry = retry;
         self
     }
 
+    /// HTTP 404.
     pub fn is_not_found(&self) -> bool {
         self.status == Some(404)
     }
 }
 
+/// Everything that can go wrong in vre-core, split by who can fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The spec has problems (all of them, located).
@@ -101,28 +109,43 @@ pub enum Error {
     /// Input the user controls is wrong in a way only the cloud could tell
     /// (unknown flavor, quota): names the spec field.
     #[error("{field}: {message}")]
-    Input { field: String, message: String },
+    Input {
+        /// The spec field (`nodes.service.flavor`).
+        field: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
 
     /// Credentials are missing or unusable; says which variable or file to set.
     #[error("{message}")]
-    Credentials { message: String },
+    Credentials {
+        /// What to set, and where.
+        message: String,
+    },
 
     /// A cloud API's answer (boxed: it is large and errors travel far).
     #[error(transparent)]
     Cloud(Box<CloudError>),
 
+    /// Waiting for something exceeded its timeout.
     #[error("timed out after {}s waiting for {what}; {hint}", after.as_secs())]
     Timeout {
+        /// What was being waited for.
         what: String,
+        /// How long vre waited.
         after: Duration,
+        /// What to check or do about it.
         hint: String,
     },
 
     /// The orchestrator (Kubernetes) failed.
     #[error("{context}: {message}")]
     Orchestrator {
+        /// What vre was doing.
         context: String,
+        /// The orchestrator's message.
         message: String,
+        /// The underlying error, if any.
         #[source]
         source: Option<BoxError>,
     },
@@ -130,26 +153,40 @@ pub enum Error {
     /// A microservice or DNS step failed.
     #[error("{component}: {message}")]
     Component {
+        /// The microservice (or `dns`, `destroy`, ...) that failed.
         component: String,
+        /// What went wrong.
         message: String,
+        /// The underlying error, if any.
         #[source]
         source: Option<BoxError>,
     },
 
+    /// The state file cannot be read or written, or belongs to another deployment.
     #[error("state file {}: {message}", path.display())]
     State {
+        /// The state file.
         path: PathBuf,
+        /// What is wrong with it.
         message: String,
+        /// The underlying I/O error, if any.
         #[source]
         source: Option<std::io::Error>,
     },
 
+    /// Another vre process holds the deployment's lock.
     #[error("{} is locked by another vre process; wait for it to finish (or remove the lock file if no vre is running)", path.display())]
-    Locked { path: PathBuf },
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
 
+    /// A local I/O error.
     #[error("{context}: {source}")]
     Io {
+        /// What vre was doing.
         context: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -158,6 +195,7 @@ pub enum Error {
     #[error("{} steps failed:\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
     Many(Vec<Error>),
 
+    /// Cancelled (Ctrl-C) between steps; the state is saved.
     #[error("interrupted; run the same command again to resume")]
     Interrupted,
 }
@@ -189,10 +227,12 @@ impl Error {
         }
     }
 
+    /// A cloud error with HTTP 404 (something already gone).
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::Cloud(c) if c.is_not_found())
     }
 
+    /// An [`Error::Io`] with what vre was doing.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
@@ -200,6 +240,7 @@ impl Error {
         }
     }
 
+    /// An [`Error::Input`] naming the spec field.
     pub fn input(field: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Input {
             field: field.into(),
@@ -207,6 +248,7 @@ impl Error {
         }
     }
 
+    /// An [`Error::Orchestrator`] without a source.
     pub fn orchestrator(context: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Orchestrator {
             context: context.into(),
@@ -215,6 +257,7 @@ impl Error {
         }
     }
 
+    /// An [`Error::Component`] without a source.
     pub fn component(component: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Component {
             component: component.into(),

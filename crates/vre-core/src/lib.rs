@@ -8,6 +8,8 @@
 //! engine plans, applies, destroys and scales a [`ClusterSpec`] through them.
 //! No cloud SDK, Kubernetes client or CLI code lives in this crate.
 
+#![warn(missing_docs)]
+
 pub mod dag;
 pub mod engine;
 pub mod error;

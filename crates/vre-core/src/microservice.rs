@@ -17,12 +17,18 @@ use crate::spec::{ClusterSpec, Diagnostics};
 /// A URL a microservice or app serves, printed at the end of `vre apply`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
+    /// Short name (`jupyter`).
     pub name: String,
+    /// Where it is served.
     pub url: String,
 }
 
 /// One microservice (shared storage, object storage, the edge load balancer,
 /// an app). Object-safe; used as `Arc<dyn Microservice>`.
+// No `mockall::automock` here: mockall cannot mock an async-trait method
+// taking `&dyn Orchestrator` (asomers/mockall#371) without changing the
+// signature every implementation spells out. `testing::FakeOrchestrator` and
+// small hand-written microservices serve the engine tests instead.
 #[async_trait]
 pub trait Microservice: Send + Sync {
     /// Unique name; other microservices list it in `depends_on`.
@@ -78,14 +84,18 @@ pub fn check_microservices(microservices: &[Arc<dyn Microservice>], spec: &Clust
 pub struct DnsRecord {
     /// Fully qualified name (`*.mylab.example.org`).
     pub name: String,
+    /// The address it points at.
     pub address: IpAddr,
     /// Proxied through the DNS provider's CDN (Cloudflare).
     pub proxied: bool,
 }
 
 /// Records for the edge. Object-safe; used as `Arc<dyn Dns>`.
+// automock goes before #[async_trait] (mockall must see the `async fn`s)
+#[cfg_attr(any(test, feature = "testing"), mockall::automock)]
 #[async_trait]
 pub trait Dns: Send + Sync {
+    /// The DNS provider's name (`cloudflare`, `nip.io`, ...).
     fn name(&self) -> &str;
 
     /// The domain apps live under, given the edge addresses, or `None` when

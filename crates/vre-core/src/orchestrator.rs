@@ -24,6 +24,7 @@ pub const NODE_ROLE_PREFIX: &str = "node-role.kubernetes.io/";
 /// Taint key keeping ordinary pods off storage nodes (KubeNow's
 /// `dedicated=fileserver`): `dedicated=storage:NoSchedule`.
 pub const STORAGE_TAINT_KEY: &str = "dedicated";
+/// Taint value paired with [`STORAGE_TAINT_KEY`].
 pub const STORAGE_TAINT_VALUE: &str = "storage";
 /// Field manager of every server-side apply vre makes.
 pub const FIELD_MANAGER: &str = "vre";
@@ -32,17 +33,23 @@ pub const FIELD_MANAGER: &str = "vre";
 /// any instance exists, so every role group boots at once.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BootstrapFacts {
+    /// The cluster name.
     pub cluster: String,
     /// The master's fixed private address: the API endpoint nodes join.
     pub master_private_ip: Ipv4Addr,
     /// The master's public address, when it has one (goes into the API certificate).
     pub master_public_ip: Option<IpAddr>,
+    /// The API server port.
     pub api_port: u16,
+    /// Kubernetes version to install (`1.33`).
     pub kubernetes_version: String,
+    /// Pod network CIDR.
     pub pod_cidr: String,
+    /// Service network CIDR.
     pub service_cidr: String,
     /// kubeadm, kubelet and containerd are on the image.
     pub image_preinstalled: bool,
+    /// The user cloud-init sets up for SSH.
     pub ssh_user: String,
     /// Whether the master also carries the edge role (labels).
     pub master_as_edge: bool,
@@ -53,29 +60,41 @@ pub struct BootstrapFacts {
 /// A node the engine expects to join.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExpectedNode {
+    /// The node name (`<cluster>-<role>-<index>`).
     pub name: String,
+    /// Its role.
     pub role: Role,
+    /// Its private address, when known.
     pub private_ip: Option<IpAddr>,
 }
 
 /// A node as the orchestrator sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeState {
+    /// The node name.
     pub name: String,
+    /// Its role, from the role label.
     pub role: Option<Role>,
+    /// The Ready condition is true.
     pub ready: bool,
     /// Why it is not ready (condition message), when it is not.
     pub reason: Option<String>,
+    /// The InternalIP address it reports.
     pub internal_ip: Option<String>,
+    /// The kubelet version it reports.
     pub kubelet_version: Option<String>,
 }
 
 /// A running node, for the microservices.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeFact {
+    /// The node name.
     pub name: String,
+    /// Its role.
     pub role: Role,
+    /// Its private address, when known.
     pub private_ip: Option<IpAddr>,
+    /// Its public address, when it has one.
     pub public_ip: Option<IpAddr>,
     /// The data volume's device (storage nodes).
     pub volume_device: Option<String>,
@@ -84,7 +103,9 @@ pub struct NodeFact {
 /// The cluster as the microservices and DNS see it once nodes are up.
 #[derive(Clone, Debug)]
 pub struct ClusterFacts {
+    /// The spec the cluster was built from.
     pub spec: Arc<ClusterSpec>,
+    /// Every node of the spec.
     pub nodes: Vec<NodeFact>,
     /// Public addresses of the nodes running the edge load balancer.
     pub edge_ips: Vec<IpAddr>,
@@ -97,10 +118,12 @@ pub struct ClusterFacts {
 }
 
 impl ClusterFacts {
+    /// The cluster name.
     pub fn cluster(&self) -> &str {
         &self.spec.name
     }
 
+    /// The nodes of `role`.
     pub fn nodes_with(&self, role: Role) -> impl Iterator<Item = &NodeFact> {
         self.nodes.iter().filter(move |n| n.role == role)
     }
@@ -118,6 +141,7 @@ impl ClusterFacts {
 pub struct Manifest(pub serde_json::Value);
 
 impl Manifest {
+    /// Wraps a JSON object.
     pub fn new(value: serde_json::Value) -> Self {
         Manifest(value)
     }
@@ -130,18 +154,22 @@ impl Manifest {
         v.as_str()
     }
 
+    /// `apiVersion`, or empty.
     pub fn api_version(&self) -> &str {
         self.str_at(&["apiVersion"]).unwrap_or("")
     }
 
+    /// `kind`, or empty.
     pub fn kind(&self) -> &str {
         self.str_at(&["kind"]).unwrap_or("")
     }
 
+    /// `metadata.name`, or empty.
     pub fn name(&self) -> &str {
         self.str_at(&["metadata", "name"]).unwrap_or("")
     }
 
+    /// `metadata.namespace`, when set.
     pub fn namespace(&self) -> Option<&str> {
         self.str_at(&["metadata", "namespace"])
     }
@@ -162,17 +190,29 @@ pub enum ReadinessCheck {
     /// A DaemonSet, Deployment or StatefulSet has rolled out: every desired
     /// pod updated and ready (observedGeneration current).
     Rollout {
+        /// `DaemonSet`, `Deployment` or `StatefulSet`.
         kind: String,
+        /// Its namespace.
         namespace: String,
+        /// Its name.
         name: String,
     },
     /// A PersistentVolumeClaim is Bound.
-    PvcBound { namespace: String, name: String },
+    PvcBound {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
     /// An object exists.
     Exists {
+        /// The object's `apiVersion`.
         api_version: String,
+        /// The object's `kind`.
         kind: String,
+        /// Its namespace (none for cluster-scoped objects).
         namespace: Option<String>,
+        /// Its name.
         name: String,
     },
 }
@@ -193,8 +233,11 @@ impl std::fmt::Display for ReadinessCheck {
 }
 
 /// The orchestrator layer. Object-safe; used as `Arc<dyn Orchestrator>`.
+// automock goes before #[async_trait] (mockall must see the `async fn`s)
+#[cfg_attr(any(test, feature = "testing"), mockall::automock)]
 #[async_trait]
 pub trait Orchestrator: Send + Sync {
+    /// The orchestrator's name (`kubernetes`).
     fn name(&self) -> &str;
 
     /// Creates (first time) or loads the cluster's bootstrap secrets (CA,

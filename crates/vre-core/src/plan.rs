@@ -12,12 +12,17 @@ use crate::resource::{CloudResource, KeyParts, ResourceKey, ResourceKind, Resour
 use crate::spec::{ClusterSpec, Role};
 use crate::state::State;
 
+/// What a plan does with one resource.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
+    /// It does not exist: create it.
     Create,
+    /// It exists as wanted: leave it.
     Keep,
+    /// It exists but not as wanted: delete and create again.
     Replace,
+    /// It exists but is not wanted: delete it.
     Delete,
 }
 
@@ -35,8 +40,11 @@ impl Action {
 /// A resource the spec asks for.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Desired {
+    /// The resource's logical key.
     pub key: ResourceKey,
+    /// Its kind.
     pub kind: ResourceKind,
+    /// Its name in the cloud.
     pub name: String,
     /// Flavor (servers) the resource must have.
     pub flavor: Option<String>,
@@ -48,9 +56,11 @@ pub struct Desired {
 pub fn network_name(cluster: &str) -> String {
     format!("{cluster}-net")
 }
+/// Name of the cluster's security group.
 pub fn security_group_name(cluster: &str) -> String {
     format!("{cluster}-sg")
 }
+/// Name of the cluster's key pair.
 pub fn key_pair_name(cluster: &str) -> String {
     format!("{cluster}-key")
 }
@@ -139,10 +149,15 @@ pub fn desired(spec: &ClusterSpec) -> Vec<Desired> {
 /// One line of a plan.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PlanItem {
+    /// The resource's logical key.
     pub key: ResourceKey,
+    /// Its kind.
     pub kind: ResourceKind,
+    /// Its name in the cloud.
     pub name: String,
+    /// What the plan does with it.
     pub action: Action,
+    /// Why, for people.
     pub reason: String,
     /// The live resource, for keep / replace / delete.
     pub current: Option<CloudResource>,
@@ -151,8 +166,11 @@ pub struct PlanItem {
 /// What apply will do.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
+    /// The cluster name.
     pub cluster: String,
+    /// The provider name.
     pub provider: String,
+    /// One item per resource, in creation order.
     pub items: Vec<PlanItem>,
     /// Cluster-level steps that always converge (nodes, CNI, microservices, DNS).
     pub converge: Vec<String>,
@@ -283,6 +301,7 @@ impl Plan {
         }
     }
 
+    /// Counts of each action.
     pub fn summary(&self) -> PlanSummary {
         let mut s = PlanSummary::default();
         for it in &self.items {
@@ -296,6 +315,7 @@ impl Plan {
         s
     }
 
+    /// The item for `key`, if the plan has one.
     pub fn item(&self, key: &ResourceKey) -> Option<&PlanItem> {
         self.items.iter().find(|i| &i.key == key && i.action != Action::Delete)
     }

@@ -56,6 +56,7 @@ pub struct ClusterRef {
 }
 
 impl ClusterRef {
+    /// A reference to the cluster called `name`.
     pub fn new(name: impl Into<String>) -> Self {
         ClusterRef { name: name.into() }
     }
@@ -69,7 +70,9 @@ impl ClusterRef {
 /// The cluster network the provider must make sure exists.
 #[derive(Clone, Debug)]
 pub struct NetworkRequest {
+    /// The subnet to create.
     pub cidr: Ipv4Cidr,
+    /// Resolvers for the subnet (honoured where the capabilities say so).
     pub dns_servers: Vec<IpAddr>,
 }
 
@@ -83,6 +86,7 @@ pub struct NetworkInfo {
     pub cidr: Ipv4Cidr,
 }
 
+/// The cluster's security group.
 #[derive(Clone, Debug)]
 pub struct SecurityGroupRequest {
     /// Ports opened to the world; all traffic between members is allowed.
@@ -92,9 +96,11 @@ pub struct SecurityGroupRequest {
 /// One node to create.
 #[derive(Clone, Debug)]
 pub struct InstanceRequest {
+    /// The node's logical key.
     pub key: ResourceKey,
     /// `<cluster>-<role>-<index>`; unique in the cluster and the node's hostname.
     pub name: String,
+    /// The node's index in its role group (from 1).
     pub index: u32,
     /// A fixed private address (the master's), when the provider supports it.
     pub fixed_ip: Option<Ipv4Addr>,
@@ -108,15 +114,23 @@ pub struct InstanceRequest {
 /// out, and nothing may log or store it.
 #[derive(Clone)]
 pub struct InstanceBatch {
+    /// The group's role.
     pub role: Role,
+    /// The flavor (instance type) of every node.
     pub flavor: String,
+    /// Root disk size, when the spec sets one.
     pub root_disk_gb: Option<u32>,
+    /// The image to boot.
     pub image: CloudResource,
+    /// The network to attach to.
     pub network: NetworkInfo,
+    /// The security group to put them in.
     pub security_group: CloudResource,
+    /// The SSH key pair to install.
     pub key_pair: CloudResource,
     /// cloud-init user data for the group (plain text; providers encode it).
     pub user_data: String,
+    /// The nodes to create.
     pub instances: Vec<InstanceRequest>,
     /// Deterministic idempotency token for this batch (EC2 ClientToken).
     pub token: String,
@@ -139,19 +153,26 @@ impl std::fmt::Debug for InstanceBatch {
     }
 }
 
+/// A data volume to create.
 #[derive(Clone, Debug)]
 pub struct VolumeRequest {
+    /// The volume's logical key.
     pub key: ResourceKey,
+    /// `<cluster>-<role>-<index>-data`.
     pub name: String,
+    /// Size in GB.
     pub size_gb: u32,
 }
 
 /// A cloud, as the engine drives it. Object-safe; used as `Arc<dyn CloudProvider>`.
+// automock goes before #[async_trait] (mockall must see the `async fn`s)
+#[cfg_attr(any(test, feature = "testing"), mockall::automock)]
 #[async_trait]
 pub trait CloudProvider: Send + Sync {
     /// The registered provider name.
     fn name(&self) -> &str;
 
+    /// What this cloud offers natively.
     fn capabilities(&self) -> Capabilities;
 
     /// Checks the spec against the cloud before anything is created: that
@@ -192,6 +213,7 @@ pub trait CloudProvider: Send + Sync {
         timeout: Duration,
     ) -> Result<Vec<CloudResource>>;
 
+    /// Creates a data volume (or returns the one with its name).
     async fn create_volume(&self, cluster: &ClusterRef, request: &VolumeRequest) -> Result<CloudResource>;
 
     /// Attaches `volume` to `instance` (no-op when already attached); the
@@ -241,13 +263,21 @@ pub trait CloudProvider: Send + Sync {
 pub struct ProviderTemplate {
     /// Comment lines for the top of vre.toml: where credentials come from.
     pub credentials: String,
+    /// Image name.
     pub image: String,
+    /// Where to import the image from when it is absent.
     pub image_source: Option<String>,
+    /// The image has kubeadm, kubelet and containerd.
     pub image_preinstalled: bool,
+    /// SSH user of the image.
     pub ssh_user: String,
+    /// Default master flavor.
     pub master_flavor: String,
+    /// Default service (worker) flavor.
     pub worker_flavor: String,
+    /// Default storage flavor.
     pub storage_flavor: String,
+    /// Default edge flavor.
     pub edge_flavor: String,
     /// The provider's own table, commented TOML including its `[header]`.
     pub table: String,
@@ -256,15 +286,18 @@ pub struct ProviderTemplate {
 /// What a factory gets to build a provider.
 #[derive(Clone)]
 pub struct ProviderContext {
+    /// The validated spec.
     pub spec: Arc<ClusterSpec>,
     /// The deployment directory (state, keys, kubeconfig live here).
     pub dir: PathBuf,
+    /// Where the provider reports progress.
     pub events: EventSink,
     /// Environment variables (passed in so tests control them).
     pub env: BTreeMap<String, String>,
 }
 
 impl ProviderContext {
+    /// A context for `spec` in `dir`, with the process environment.
     pub fn new(spec: Arc<ClusterSpec>, dir: PathBuf) -> Self {
         ProviderContext {
             spec,
@@ -274,6 +307,7 @@ impl ProviderContext {
         }
     }
 
+    /// A non-empty environment variable.
     pub fn var(&self, name: &str) -> Option<&str> {
         self.env.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
@@ -294,6 +328,7 @@ pub trait ProviderFactory: Send + Sync {
         self.name()
     }
 
+    /// What `vre init` writes for this provider.
     fn template(&self) -> ProviderTemplate;
 
     /// Reads `spec.provider_table` with [`crate::spec::TableReader`],
@@ -319,6 +354,7 @@ impl std::fmt::Debug for ProviderRegistry {
 }
 
 impl ProviderRegistry {
+    /// An empty registry.
     pub fn new() -> Self {
         Self::default()
     }
@@ -330,18 +366,22 @@ impl ProviderRegistry {
         self
     }
 
+    /// The factory registered as `name`.
     pub fn get(&self, name: &str) -> Option<Arc<dyn ProviderFactory>> {
         self.factories.get(name).cloned()
     }
 
+    /// Every factory, by name.
     pub fn factories(&self) -> impl Iterator<Item = &Arc<dyn ProviderFactory>> {
         self.factories.values()
     }
 
+    /// Every registered name, sorted.
     pub fn names(&self) -> Vec<String> {
         self.factories.keys().cloned().collect()
     }
 
+    /// Each provider's table name, for spec parsing.
     pub fn tables(&self) -> ProviderTables {
         ProviderTables {
             tables: self

@@ -26,17 +26,29 @@ pub const ROLE_LABEL: &str = "vre-role";
 
 /// Well-known attribute names in [`CloudResource::attrs`].
 pub mod attr {
+    /// A node's private address.
     pub const PRIVATE_IP: &str = "private_ip";
+    /// A node's public address.
     pub const PUBLIC_IP: &str = "public_ip";
+    /// An instance's flavor.
     pub const FLAVOR: &str = "flavor";
+    /// An instance's role.
     pub const ROLE: &str = "role";
+    /// A network's CIDR.
     pub const CIDR: &str = "cidr";
+    /// A network's subnet id.
     pub const SUBNET_ID: &str = "subnet_id";
+    /// An attachment's device (`/dev/vdb`).
     pub const DEVICE: &str = "device";
+    /// The instance an attachment or public IP belongs to.
     pub const INSTANCE_ID: &str = "instance_id";
+    /// The volume of an attachment.
     pub const VOLUME_ID: &str = "volume_id";
+    /// A volume's size in GB.
     pub const SIZE_GB: &str = "size_gb";
+    /// A public IP's address.
     pub const ADDRESS: &str = "address";
+    /// Why the cloud put an instance in error.
     pub const FAULT: &str = "fault";
     /// `"true"` on a resource the provider reuses (an existing network or
     /// security group named in its table) without owning it: it shows in the
@@ -48,27 +60,44 @@ pub mod attr {
 /// in which `destroy` removes them.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ResourceKind {
+    /// A DNS record.
     DnsRecord,
+    /// A public (floating, elastic) IP.
     PublicIp,
+    /// A volume attached to an instance.
     VolumeAttachment,
+    /// A server.
     Instance,
+    /// A block volume.
     Volume,
+    /// A network port (interface).
     Port,
+    /// A router's interface on a subnet.
     RouterInterface,
+    /// A router.
     Router,
+    /// An internet gateway.
     Gateway,
+    /// A route table.
     RouteTable,
+    /// A subnet.
     Subnet,
+    /// A security group (firewall).
     SecurityGroup,
+    /// A network (VPC, VNet).
     Network,
+    /// An SSH key pair.
     KeyPair,
+    /// An image.
     Image,
+    /// A resource group (Azure).
     ResourceGroup,
     /// A kind only one provider has (`nic`, `disk`, `firewall`, ...).
     Other(String),
 }
 
 impl ResourceKind {
+    /// The lower-case name (`volume_attachment`).
     pub fn as_str(&self) -> &str {
         match self {
             ResourceKind::DnsRecord => "dns-record",
@@ -169,43 +198,62 @@ pub struct ResourceKey(String);
 /// The parts of a [`ResourceKey`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyParts<'a> {
+    /// `image`.
     Image,
+    /// `network`.
     Network,
+    /// `security-group`.
     SecurityGroup,
+    /// `key-pair`.
     KeyPair,
+    /// A node's server.
     Server(Role, u32),
+    /// A node's data volume.
     Volume(Role, u32),
+    /// A node's volume attachment.
     Attachment(Role, u32),
+    /// A node's public IP.
     PublicIp(Role, u32),
+    /// A DNS record, by name.
     Dns(&'a str),
+    /// Any other key.
     Other(&'a str),
 }
 
 impl ResourceKey {
+    /// The image.
     pub fn image() -> Self {
         ResourceKey("image".into())
     }
+    /// The cluster network.
     pub fn network() -> Self {
         ResourceKey("network".into())
     }
+    /// The cluster security group.
     pub fn security_group() -> Self {
         ResourceKey("security-group".into())
     }
+    /// The cluster key pair.
     pub fn key_pair() -> Self {
         ResourceKey("key-pair".into())
     }
+    /// The server of node `index` of `role`.
     pub fn server(role: Role, index: u32) -> Self {
         ResourceKey(format!("server/{role}-{index}"))
     }
+    /// The data volume of node `index` of `role`.
     pub fn volume(role: Role, index: u32) -> Self {
         ResourceKey(format!("volume/{role}-{index}"))
     }
+    /// The volume attachment of node `index` of `role`.
     pub fn attachment(role: Role, index: u32) -> Self {
         ResourceKey(format!("attachment/{role}-{index}"))
     }
+    /// The public IP of node `index` of `role`.
     pub fn public_ip(role: Role, index: u32) -> Self {
         ResourceKey(format!("public-ip/{role}-{index}"))
     }
+    /// The DNS record called `name`.
     pub fn dns(name: &str) -> Self {
         ResourceKey(format!("dns/{name}"))
     }
@@ -228,10 +276,12 @@ impl ResourceKey {
         Some((role, index))
     }
 
+    /// The key as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
+    /// The key taken apart.
     pub fn parts(&self) -> KeyParts<'_> {
         match self.0.as_str() {
             "image" => return KeyParts::Image,
@@ -295,26 +345,32 @@ impl fmt::Display for ResourceKey {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum ResourceStatus {
+    /// Usable.
     Ready,
     /// Being created (BUILD, pending, provisioning).
     Pending,
     /// The cloud gave up on it (ERROR), with its reason.
     Failed {
+        /// The cloud's reason.
         reason: String,
     },
+    /// Being deleted.
     Deleting,
 }
 
 /// One resource in a cloud, as a provider reports it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CloudResource {
+    /// What it is.
     pub kind: ResourceKind,
     /// The cloud's id (UUID, `i-0abc`, self-link, ARM id).
     pub id: String,
+    /// Its name in the cloud.
     pub name: String,
     /// The logical key, when the resource is one the graph knows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<ResourceKey>,
+    /// Where it stands.
     pub status: ResourceStatus,
     /// Non-secret facts: addresses, flavor, device, size (see [`attr`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -322,6 +378,7 @@ pub struct CloudResource {
 }
 
 impl CloudResource {
+    /// A ready resource with no key and no attributes.
     pub fn new(kind: ResourceKind, id: impl Into<String>, name: impl Into<String>) -> Self {
         CloudResource {
             kind,
@@ -333,21 +390,25 @@ impl CloudResource {
         }
     }
 
+    /// The same resource under `key`.
     pub fn with_key(mut self, key: ResourceKey) -> Self {
         self.key = Some(key);
         self
     }
 
+    /// The same resource in `status`.
     pub fn with_status(mut self, status: ResourceStatus) -> Self {
         self.status = status;
         self
     }
 
+    /// The same resource with attribute `k` set to `v`.
     pub fn with_attr(mut self, k: &str, v: impl Into<String>) -> Self {
         self.attrs.insert(k.to_string(), v.into());
         self
     }
 
+    /// Attribute `k`, when set.
     pub fn attr(&self, k: &str) -> Option<&str> {
         self.attrs.get(k).map(String::as_str)
     }

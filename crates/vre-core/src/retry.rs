@@ -8,7 +8,9 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::events::{Event, EventSink};
 
+/// How cloud calls are retried.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts in all, the first included.
     pub max_attempts: u32,

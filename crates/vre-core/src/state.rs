@@ -14,19 +14,26 @@ use crate::resource::{CloudResource, ResourceKey};
 
 /// Directory (inside the deployment directory) holding vre's own files.
 pub const STATE_DIR: &str = ".vre";
+/// The state file's name inside [`STATE_DIR`].
 pub const STATE_FILE: &str = "state.json";
+/// The lock file's name inside [`STATE_DIR`].
 pub const LOCK_FILE: &str = "lock";
+/// The state format version this build writes.
 pub const STATE_VERSION: u32 = 1;
 
+/// What vre knows about a deployment between runs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct State {
+    /// Format version ([`STATE_VERSION`]).
     pub version: u32,
     /// Random id fixed when the state is first created; a state file from
     /// another deployment is refused.
     pub lineage: String,
     /// Incremented on every write.
     pub serial: u64,
+    /// The cluster name.
     pub cluster: String,
+    /// The provider name.
     pub provider: String,
     /// Resources by logical key.
     pub resources: BTreeMap<ResourceKey, CloudResource>,
@@ -42,6 +49,7 @@ pub struct State {
 }
 
 impl State {
+    /// A fresh state with a new lineage.
     pub fn new(cluster: &str, provider: &str) -> Self {
         State {
             version: STATE_VERSION,
@@ -137,10 +145,12 @@ impl StateStore {
         Ok(Some(state))
     }
 
+    /// The state as last read or written.
     pub fn state(&self) -> &State {
         &self.state
     }
 
+    /// The state file.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -68,6 +68,7 @@ impl Default for FakeCloud {
 }
 
 impl FakeCloud {
+    /// An empty cloud with every capability a multi-create cloud has.
     pub fn new() -> Self {
         FakeCloud {
             state: Arc::new(Mutex::new(CloudState {
@@ -92,13 +93,13 @@ impl FakeCloud {
         self.state.lock().expect("fake cloud poisoned")
     }
 
-    /// Every call made so far.
     /// The same cloud, announcing `capabilities` instead.
     pub fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
         self.capabilities = capabilities;
         self
     }
 
+    /// Every call made so far, as `operation` or `operation:detail`.
     pub fn calls(&self) -> Vec<String> {
         self.lock().calls.clone()
     }
@@ -490,6 +491,7 @@ impl CloudProvider for FakeCloud {
 
 /// A factory for [`FakeCloud`], for registry and CLI tests.
 pub struct FakeCloudFactory {
+    /// The cloud every build returns.
     pub cloud: FakeCloud,
 }
 
@@ -536,14 +538,18 @@ impl ProviderFactory for FakeCloudFactory {
 /// An orchestrator that records calls and reports every expected node Ready.
 #[derive(Clone, Default)]
 pub struct FakeOrchestrator {
+    /// Every call, as `operation:detail`.
     pub calls: Arc<Mutex<Vec<String>>>,
+    /// Every object applied.
     pub applied: Arc<Mutex<Vec<Manifest>>>,
+    /// Where the kubeconfig path points.
     pub dir: PathBuf,
     /// Nodes that never join (wait_nodes times out naming them).
     pub never_join: Arc<Mutex<Vec<String>>>,
 }
 
 impl FakeOrchestrator {
+    /// A fake with its kubeconfig path in `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         FakeOrchestrator {
             dir: dir.into(),
@@ -555,6 +561,7 @@ impl FakeOrchestrator {
         self.calls.lock().expect("poisoned").push(s.into());
     }
 
+    /// Every call made so far.
     pub fn calls(&self) -> Vec<String> {
         self.calls.lock().expect("poisoned").clone()
     }

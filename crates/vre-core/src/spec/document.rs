@@ -18,18 +18,28 @@ pub type Span = Range<usize>;
 /// tables built in code have none).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Item {
+    /// Where it is in the source.
     pub span: Option<Span>,
+    /// The value.
     pub value: Value,
 }
 
+/// A TOML value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
+    /// A string.
     String(String),
+    /// An integer.
     Integer(i64),
+    /// A float.
     Float(f64),
+    /// A boolean.
     Boolean(bool),
+    /// A date-time, as written.
     Datetime(String),
+    /// An array.
     Array(Vec<Item>),
+    /// A table.
     Table(Table),
 }
 
@@ -51,22 +61,28 @@ impl Value {
 /// A key with its span.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Key {
+    /// The key.
     pub name: String,
+    /// Where it is in the source.
     pub span: Option<Span>,
 }
 
 /// A TOML table, entries in source order.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Table {
+    /// Where the table is in the source.
     pub span: Option<Span>,
+    /// Its entries.
     pub entries: Vec<(Key, Item)>,
 }
 
 impl Table {
+    /// The item under `key`.
     pub fn get(&self, key: &str) -> Option<&Item> {
         self.entries.iter().find(|(k, _)| k.name == key).map(|(_, v)| v)
     }
 
+    /// Where `key` is in the source.
     pub fn key_span(&self, key: &str) -> Option<Span> {
         self.entries
             .iter()
@@ -123,6 +139,7 @@ impl Table {
 }
 
 impl Value {
+    /// The value as JSON.
     pub fn to_json(&self) -> serde_json::Value {
         match self {
             Value::String(s) | Value::Datetime(s) => serde_json::Value::String(s.clone()),
@@ -185,12 +202,14 @@ fn from_json(json: &serde_json::Value) -> Option<Value> {
 /// Maps byte offsets to 1-based line and column numbers.
 #[derive(Clone, Debug, Default)]
 pub struct SourceMap {
+    /// The file name, for messages.
     pub file: String,
     line_starts: Vec<usize>,
     text: String,
 }
 
 impl SourceMap {
+    /// A map of `text`, read from `file`.
     pub fn new(file: impl Into<String>, text: &str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
@@ -230,10 +249,14 @@ pub struct Problem {
     pub location: Option<Location>,
 }
 
+/// A place in a file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Location {
+    /// The file name.
     pub file: String,
+    /// 1-based line.
     pub line: usize,
+    /// 1-based column, in characters.
     pub column: usize,
 }
 
@@ -249,12 +272,14 @@ impl fmt::Display for Problem {
 /// Every problem found while reading and validating a spec; reported all at once.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Diagnostics {
+    /// The problems, in the order found.
     pub problems: Vec<Problem>,
     #[serde(skip)]
     pending: Vec<(Option<Span>, usize)>,
 }
 
 impl Diagnostics {
+    /// No problems.
     pub fn new() -> Self {
         Self::default()
     }
@@ -269,10 +294,12 @@ impl Diagnostics {
         });
     }
 
+    /// No problems were found.
     pub fn is_empty(&self) -> bool {
         self.problems.is_empty()
     }
 
+    /// Number of problems.
     pub fn len(&self) -> usize {
         self.problems.len()
     }
@@ -301,6 +328,7 @@ impl Diagnostics {
         self
     }
 
+    /// Adds every problem of `other`.
     pub fn extend(&mut self, other: Diagnostics) {
         let offset = self.problems.len();
         self.pending
@@ -386,7 +414,9 @@ pub struct TableReader<'a> {
 /// A value read from a spec, with the span it came from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Spanned<T> {
+    /// The value.
     pub value: T,
+    /// Where it came from.
     pub span: Option<Span>,
 }
 
@@ -409,10 +439,12 @@ impl<'a> TableReader<'a> {
         }
     }
 
+    /// The dotted path of the table.
     pub fn path(&self) -> &str {
         &self.path
     }
 
+    /// The table read.
     pub fn table(&self) -> &'a Table {
         self.table
     }
@@ -453,6 +485,7 @@ impl<'a> TableReader<'a> {
         );
     }
 
+    /// The string at `key`, if present; a wrong type is reported with `example`.
     pub fn string(&mut self, diags: &mut Diagnostics, key: &str, example: &str) -> Option<Spanned<String>> {
         let item = self.item(key)?;
         match &item.value {
@@ -467,6 +500,7 @@ impl<'a> TableReader<'a> {
         }
     }
 
+    /// Like [`TableReader::string`], reporting a missing key.
     pub fn required_string(&mut self, diags: &mut Diagnostics, key: &str, example: &str) -> Option<Spanned<String>> {
         if self.table.get(key).is_none() {
             self.missing(diags, key, example);
@@ -475,6 +509,7 @@ impl<'a> TableReader<'a> {
         self.string(diags, key, example)
     }
 
+    /// The boolean at `key`, if present; a wrong type is reported.
     pub fn bool(&mut self, diags: &mut Diagnostics, key: &str) -> Option<Spanned<bool>> {
         let item = self.item(key)?;
         match &item.value {
@@ -575,6 +610,7 @@ impl<'a> TableReader<'a> {
         })
     }
 
+    /// The array of strings at `key`, if present; a wrong type is reported with `example`.
     pub fn string_array(&mut self, diags: &mut Diagnostics, key: &str, example: &str) -> Option<Vec<Spanned<String>>> {
         let item = self.item(key)?;
         let Value::Array(items) = &item.value else {

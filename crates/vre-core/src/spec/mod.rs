@@ -21,10 +21,13 @@ pub const SPEC_FILE: &str = "vre.toml";
 /// A spec read from a file, with what is needed to point at its lines.
 #[derive(Clone, Debug)]
 pub struct LoadedSpec {
+    /// The parsed, validated spec.
     pub spec: ClusterSpec,
     /// The deployment directory (relative paths in the spec start here).
     pub dir: PathBuf,
+    /// The text, for line and column numbers.
     pub source: SourceMap,
+    /// Where each field is in the text.
     pub spans: SpanIndex,
 }
 

@@ -14,15 +14,21 @@ use super::document::Table;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// The control plane (exactly one).
     Master,
+    /// Workers for ordinary pods.
     Service,
+    /// Nodes with data volumes serving shared storage.
     Storage,
+    /// Nodes running the edge load balancer.
     Edge,
 }
 
 impl Role {
+    /// Every role, in creation order.
     pub const ALL: [Role; 4] = [Role::Master, Role::Service, Role::Storage, Role::Edge];
 
+    /// The lower-case name (`service`).
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Master => "master",
@@ -52,7 +58,9 @@ impl FromStr for Role {
 /// The nodes of one role.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeGroup {
+    /// The group's role.
     pub role: Role,
+    /// Number of nodes.
     pub count: u32,
     /// Flavor / instance type / machine type, as the cloud names it.
     pub flavor: String,
@@ -65,6 +73,7 @@ pub struct NodeGroup {
 }
 
 impl NodeGroup {
+    /// A group of `count` nodes of `role` on `flavor`, with no volume.
     pub fn new(role: Role, count: u32, flavor: impl Into<String>) -> Self {
         NodeGroup {
             role,
@@ -80,6 +89,7 @@ impl NodeGroup {
 /// The machine image nodes boot from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ImageSpec {
+    /// Image name on the cloud.
     pub name: String,
     /// Where to import the image from when the cloud does not have it.
     pub source: Option<String>,
@@ -89,8 +99,10 @@ pub struct ImageSpec {
     pub preinstalled: bool,
 }
 
+/// SSH access to the nodes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SshSpec {
+    /// The image's SSH user.
     pub user: String,
     /// Path of the public key, relative to the deployment directory.
     pub public_key: PathBuf,
@@ -100,11 +112,14 @@ pub struct SshSpec {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Ipv4Cidr {
+    /// The network address.
     pub addr: Ipv4Addr,
+    /// The prefix length.
     pub prefix: u8,
 }
 
 impl Ipv4Cidr {
+    /// A CIDR; `addr` must be the network address.
     pub fn new(addr: Ipv4Addr, prefix: u8) -> Result<Self, String> {
         if prefix > 32 {
             return Err(format!("prefix /{prefix} is longer than 32"));
@@ -127,10 +142,12 @@ impl Ipv4Cidr {
         }
     }
 
+    /// The network address.
     pub fn network(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.addr) & self.mask())
     }
 
+    /// `ip` is inside.
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         u32::from(ip) & self.mask() == u32::from(self.addr) & self.mask()
     }
@@ -149,6 +166,7 @@ impl Ipv4Cidr {
         Some(Ipv4Addr::from(u32::from(self.network()) + n))
     }
 
+    /// The two share an address.
     pub fn overlaps(&self, other: &Ipv4Cidr) -> bool {
         self.contains(other.network()) || other.contains(self.network())
     }
@@ -188,11 +206,14 @@ impl From<Ipv4Cidr> for String {
 /// A TCP port or an inclusive range of ports opened to the world.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PortRange {
+    /// First port.
     pub from: u16,
+    /// Last port (inclusive).
     pub to: u16,
 }
 
 impl PortRange {
+    /// The single port `p`.
     pub fn single(p: u16) -> Self {
         PortRange { from: p, to: p }
     }
@@ -208,10 +229,12 @@ impl fmt::Display for PortRange {
     }
 }
 
+/// The cluster network.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NetworkSpec {
     /// The cluster subnet (ignored when an existing network is reused).
     pub cidr: Ipv4Cidr,
+    /// Resolvers for the subnet.
     pub dns_servers: Vec<IpAddr>,
     /// Ports opened to the world on every node (intra-cluster traffic is always open).
     pub ingress_ports: Vec<PortRange>,
@@ -248,11 +271,14 @@ impl NetworkSpec {
     }
 }
 
+/// The Kubernetes settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KubernetesSpec {
     /// `MAJOR.MINOR.PATCH`, e.g. `1.30.2`.
     pub version: String,
+    /// Pod network CIDR.
     pub pod_cidr: Ipv4Cidr,
+    /// Service network CIDR.
     pub service_cidr: Ipv4Cidr,
     /// The CNI plugin (`flannel`).
     pub cni: String,
@@ -272,7 +298,9 @@ impl Default for KubernetesSpec {
 /// Shared POSIX storage (GlusterFS on the storage nodes) and S3 object storage.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StorageSpec {
+    /// Shared storage is installed.
     pub enabled: bool,
+    /// Object storage is installed too.
     pub object_storage: bool,
 }
 
@@ -285,6 +313,7 @@ impl Default for StorageSpec {
     }
 }
 
+/// How the edge serves HTTPS.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "lowercase")]
 pub enum HttpsMode {
@@ -293,13 +322,22 @@ pub enum HttpsMode {
     /// Cloudflare proxies the records and terminates TLS (as KubeNow).
     Cloudflare,
     /// Traefik obtains certificates from an ACME CA (Let's Encrypt).
-    Acme { email: String, staging: bool },
+    Acme {
+        /// The ACME account e-mail.
+        email: String,
+        /// Use the CA's staging endpoint (untrusted certificates, high limits).
+        staging: bool,
+    },
 }
 
+/// The edge load balancer (Traefik).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LoadBalancerSpec {
+    /// It is installed.
     pub enabled: bool,
+    /// How it serves HTTPS.
     pub https: HttpsMode,
+    /// Its dashboard is exposed.
     pub dashboard: bool,
 }
 
@@ -313,6 +351,7 @@ impl Default for LoadBalancerSpec {
     }
 }
 
+/// Where the edge's DNS records live.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "provider", rename_all = "lowercase")]
 pub enum DnsSpec {
@@ -320,8 +359,11 @@ pub enum DnsSpec {
     NipIo,
     /// Records in a Cloudflare zone; token from `CLOUDFLARE_API_TOKEN`.
     Cloudflare {
+        /// The Cloudflare zone.
         zone: String,
+        /// Records go under this subdomain of the zone.
         subdomain: Option<String>,
+        /// Records are proxied by Cloudflare.
         proxied: bool,
     },
     /// No records; apps are reached by edge IP.
@@ -329,6 +371,7 @@ pub enum DnsSpec {
 }
 
 impl DnsSpec {
+    /// The provider's name (`nip.io`, `cloudflare`, `none`).
     pub fn name(&self) -> &'static str {
         match self {
             DnsSpec::NipIo => "nip.io",
@@ -341,31 +384,44 @@ impl DnsSpec {
 /// An application installed after the microservices.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AppSpec {
+    /// The app's name (its host under the domain).
     pub name: String,
+    /// The namespace it is installed in.
     pub namespace: String,
+    /// Where it comes from.
     pub source: AppSource,
     /// Expose `<name>.<domain>` through the edge to this service port.
     pub expose: Option<AppExpose>,
 }
 
+/// Where an app comes from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum AppSource {
     /// A Helm chart (installed with the `helm` binary).
     Chart {
+        /// The chart repository URL.
         repo: String,
+        /// The chart name.
         chart: String,
+        /// The chart version.
         version: String,
         /// Values file, relative to the deployment directory.
         values: Option<PathBuf>,
     },
     /// Plain Kubernetes manifests (multi-document YAML), relative to the deployment directory.
-    Manifest { path: PathBuf },
+    Manifest {
+        /// The manifest file.
+        path: PathBuf,
+    },
 }
 
+/// How an app is exposed at the edge.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppExpose {
+    /// The Kubernetes service.
     pub service: String,
+    /// Its port.
     pub port: u16,
 }
 
@@ -394,25 +450,34 @@ impl Default for EngineSpec {
 }
 
 /// Everything one VRE is made of. Build it from `vre.toml` with
-/// [`ProviderRegistry::load_spec`](crate::ProviderRegistry::load_spec) or in code with [`ClusterSpec::new`].
+/// [`crate::ProviderRegistry::load_spec`] or in code with [`ClusterSpec::new`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClusterSpec {
     /// DNS-safe; prefix of every resource name and value of the cluster tag.
     pub name: String,
     /// A provider registered in the [`crate::ProviderRegistry`].
     pub provider: String,
+    /// Kubernetes settings.
     pub kubernetes: KubernetesSpec,
+    /// The node image.
     pub image: ImageSpec,
+    /// SSH access.
     pub ssh: SshSpec,
     /// One group per role, in [`Role::ALL`] order.
     pub nodes: Vec<NodeGroup>,
     /// The master runs the edge load balancer (default: when there are no edge nodes).
     pub master_as_edge: bool,
+    /// The cluster network.
     pub network: NetworkSpec,
+    /// Shared and object storage.
     pub storage: StorageSpec,
+    /// The edge load balancer.
     pub loadbalancer: LoadBalancerSpec,
+    /// DNS for the edge.
     pub dns: DnsSpec,
+    /// Apps installed last.
     pub apps: Vec<AppSpec>,
+    /// Engine tuning.
     pub engine: EngineSpec,
     /// The provider's own table (`[openstack]`, `[aws]`, ...), parsed by its factory.
     pub provider_table: Table,
@@ -452,10 +517,12 @@ impl ClusterSpec {
         }
     }
 
+    /// The group of `role`, if the spec has one.
     pub fn group(&self, role: Role) -> Option<&NodeGroup> {
         self.nodes.iter().find(|g| g.role == role)
     }
 
+    /// The group of `role`, added (empty) when absent.
     pub fn group_mut(&mut self, role: Role) -> &mut NodeGroup {
         if let Some(i) = self.nodes.iter().position(|g| g.role == role) {
             return &mut self.nodes[i];
@@ -466,10 +533,12 @@ impl ClusterSpec {
         &mut self.nodes[i]
     }
 
+    /// Nodes of `role` (0 without a group).
     pub fn count(&self, role: Role) -> u32 {
         self.group(role).map_or(0, |g| g.count)
     }
 
+    /// Nodes in all.
     pub fn total_nodes(&self) -> u64 {
         self.nodes.iter().map(|g| u64::from(g.count)).sum()
     }

@@ -16,6 +16,7 @@ pub struct SpanIndex {
 }
 
 impl SpanIndex {
+    /// The span of `field`, or of its nearest parent that has one.
     pub fn get(&self, field: &str) -> Option<Span> {
         // a problem on `nodes.service.count` falls back to `nodes.service`, then `nodes`
         let mut f = field;
@@ -51,6 +52,7 @@ pub struct ProviderTables {
 }
 
 impl ProviderTables {
+    /// The table name of `provider`.
     pub fn table_of(&self, provider: &str) -> Option<&str> {
         self.tables.iter().find(|(p, _)| p == provider).map(|(_, t)| t.as_str())
     }
