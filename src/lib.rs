@@ -65,3 +65,8 @@ pub use vre_openstack as openstack;
 #[cfg(feature = "local")]
 #[cfg_attr(docsrs, doc(cfg(feature = "local")))]
 pub use vre_sim as sim;
+
+/// The README's code blocks, compiled and checked as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
