@@ -260,9 +260,23 @@ fn tag_set<'a>(query: &'a Query, key: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// The attributes every Neutron resource has (standard-attr).
+const STANDARD_ATTRIBUTES: [&str; 9] = [
+    "id",
+    "name",
+    "description",
+    "project_id",
+    "tenant_id",
+    "created_at",
+    "updated_at",
+    "revision_number",
+    "tags",
+];
+
 /// Answers a list request: `items` are the caller's visible resources
-/// (rendered), `attributes` every attribute name the resource has (for
-/// rejecting unknown filters as Neutron's filter validation does).
+/// (rendered), `attributes` the attribute names the resource has beside
+/// [`STANDARD_ATTRIBUTES`] (for rejecting unknown filters as Neutron's
+/// filter validation does).
 pub(crate) fn list_response(
     cloud: &Cloud,
     collection: &str,
@@ -270,6 +284,7 @@ pub(crate) fn list_response(
     attributes: &[&str],
     query: &Query,
 ) -> ApiResult {
+    let known = |attribute: &str| STANDARD_ATTRIBUTES.contains(&attribute) || attributes.contains(&attribute);
     // Validate filters.
     let mut filters: Vec<(&str, Vec<&str>)> = Vec::new();
     for (key, _) in query.pairs() {
@@ -277,7 +292,7 @@ pub(crate) fn list_response(
             continue;
         }
         let attribute = if key == "tenant_id" { "project_id" } else { key.as_str() };
-        if !attributes.contains(&attribute) {
+        if !known(attribute) {
             return Err(
                 ApiError::bad_request(format!("['{key}'] is invalid attribute for filtering")).kind("HTTPBadRequest"),
             );
@@ -314,7 +329,7 @@ pub(crate) fn list_response(
     let keys = query.all("sort_key");
     let dirs = query.all("sort_dir");
     for key in &keys {
-        if !attributes.contains(key) {
+        if !known(key) {
             return Err(
                 ApiError::bad_request(format!("{key} is an invalid attribute for sort_keys")).kind("HTTPBadRequest"),
             );

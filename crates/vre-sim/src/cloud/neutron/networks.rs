@@ -15,16 +15,7 @@ use crate::cloud::keystone::AuthContext;
 use crate::cloud::state::CloudState;
 use crate::cloud::table::Table;
 
-const NETWORK_ATTRIBUTES: [&str; 24] = [
-    "id",
-    "name",
-    "description",
-    "project_id",
-    "tenant_id",
-    "created_at",
-    "updated_at",
-    "revision_number",
-    "tags",
+const NETWORK_ATTRIBUTES: [&str; 15] = [
     "admin_state_up",
     "availability_zone_hints",
     "availability_zones",
@@ -42,16 +33,7 @@ const NETWORK_ATTRIBUTES: [&str; 24] = [
     "provider:segmentation_id",
 ];
 
-const SUBNET_ATTRIBUTES: [&str; 25] = [
-    "id",
-    "name",
-    "description",
-    "project_id",
-    "tenant_id",
-    "created_at",
-    "updated_at",
-    "revision_number",
-    "tags",
+const SUBNET_ATTRIBUTES: [&str; 16] = [
     "network_id",
     "cidr",
     "ip_version",

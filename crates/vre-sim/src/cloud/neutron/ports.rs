@@ -16,16 +16,7 @@ use crate::cloud::keystone::AuthContext;
 use crate::cloud::state::CloudState;
 use crate::cloud::table::Table;
 
-const PORT_ATTRIBUTES: [&str; 29] = [
-    "id",
-    "name",
-    "description",
-    "project_id",
-    "tenant_id",
-    "created_at",
-    "updated_at",
-    "revision_number",
-    "tags",
+const PORT_ATTRIBUTES: [&str; 20] = [
     "network_id",
     "mac_address",
     "fixed_ips",

@@ -23,7 +23,8 @@ pub(super) trait Resource: Keyed + Sized + 'static {
     const SINGULAR: &'static str;
     /// The key of the list body (`networks`).
     const COLLECTION: &'static str;
-    /// Every attribute name, for rejecting unknown list filters.
+    /// Its attribute names beside the standard ones, for rejecting unknown
+    /// list filters.
     const ATTRIBUTES: &'static [&'static str];
 
     /// The rows of this kind.

@@ -22,16 +22,7 @@ use crate::cloud::keystone::AuthContext;
 use crate::cloud::state::CloudState;
 use crate::cloud::table::Table;
 
-const ROUTER_ATTRIBUTES: [&str; 20] = [
-    "id",
-    "name",
-    "description",
-    "project_id",
-    "tenant_id",
-    "created_at",
-    "updated_at",
-    "revision_number",
-    "tags",
+const ROUTER_ATTRIBUTES: [&str; 11] = [
     "admin_state_up",
     "status",
     "availability_zone_hints",
@@ -45,15 +36,7 @@ const ROUTER_ATTRIBUTES: [&str; 20] = [
     "enable_ndp_proxy",
 ];
 
-const FIP_ATTRIBUTES: [&str; 16] = [
-    "id",
-    "description",
-    "project_id",
-    "tenant_id",
-    "created_at",
-    "updated_at",
-    "revision_number",
-    "tags",
+const FIP_ATTRIBUTES: [&str; 7] = [
     "floating_network_id",
     "floating_ip_address",
     "port_id",
@@ -61,7 +44,6 @@ const FIP_ATTRIBUTES: [&str; 16] = [
     "router_id",
     "status",
     "port_details",
-    "name",
 ];
 
 fn router_not_found(id: &str) -> ApiError {

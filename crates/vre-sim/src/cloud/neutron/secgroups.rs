@@ -17,30 +17,9 @@ use crate::cloud::keystone::AuthContext;
 use crate::cloud::state::CloudState;
 use crate::cloud::table::Table;
 
-const GROUP_ATTRIBUTES: [&str; 12] = [
-    "id",
-    "name",
-    "description",
-    "project_id",
-    "tenant_id",
-    "created_at",
-    "updated_at",
-    "revision_number",
-    "tags",
-    "stateful",
-    "shared",
-    "security_group_rules",
-];
+const GROUP_ATTRIBUTES: [&str; 3] = ["stateful", "shared", "security_group_rules"];
 
-const RULE_ATTRIBUTES: [&str; 20] = [
-    "id",
-    "description",
-    "project_id",
-    "tenant_id",
-    "created_at",
-    "updated_at",
-    "revision_number",
-    "tags",
+const RULE_ATTRIBUTES: [&str; 11] = [
     "security_group_id",
     "direction",
     "ethertype",
@@ -52,7 +31,6 @@ const RULE_ATTRIBUTES: [&str; 20] = [
     "remote_group_id",
     "remote_address_group_id",
     "belongs_to_default_sg",
-    "name",
 ];
 
 /// IANA protocol numbers of the names Neutron accepts.
