@@ -285,8 +285,8 @@ pub(crate) fn routes() -> Router<Arc<Cloud>> {
     Router::new()
         .route("/volume/v3", get(version))
         .route("/volume/v3/", get(version))
-        .route("/volume/v3/volumes", get(list).post(create))
-        .route("/volume/v3/volumes/detail", get(list_detail))
+        .route("/volume/v3/volumes", get(list::<false>).post(create))
+        .route("/volume/v3/volumes/detail", get(list::<true>))
         .route("/volume/v3/volumes/{id}", get(show).put(update).delete(delete))
         .route(
             "/volume/v3/volumes/{id}/metadata",
@@ -587,22 +587,14 @@ fn list_common(cloud: &Cloud, auth: &AuthContext, ver: VolumeVersion, raw: RawQu
     Ok(json_response(StatusCode::OK, &body))
 }
 
-async fn list(
+/// `GET …/volumes` (`DETAIL` false) and `GET …/volumes/detail` (true).
+async fn list<const DETAIL: bool>(
     State(cloud): State<Arc<Cloud>>,
     Extension(auth): Extension<AuthContext>,
     Extension(v): Extension<VolumeVersion>,
     raw: RawQuery,
 ) -> ApiResult {
-    list_common(&cloud, &auth, v, raw, false)
-}
-
-async fn list_detail(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Extension(v): Extension<VolumeVersion>,
-    raw: RawQuery,
-) -> ApiResult {
-    list_common(&cloud, &auth, v, raw, true)
+    list_common(&cloud, &auth, v, raw, DETAIL)
 }
 
 async fn show(

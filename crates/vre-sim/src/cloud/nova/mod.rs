@@ -46,16 +46,19 @@ impl Microversion {
 /// The Nova routes (under `/compute/v2.1`).
 pub(crate) fn routes() -> Router<Arc<Cloud>> {
     Router::new()
-        .route("/compute/v2.1/flavors", get(list_flavors))
-        .route("/compute/v2.1/flavors/detail", get(list_flavors_detail))
+        .route("/compute/v2.1/flavors", get(list_flavors::<false>))
+        .route("/compute/v2.1/flavors/detail", get(list_flavors::<true>))
         .route("/compute/v2.1/flavors/{id}", get(show_flavor))
         .route("/compute/v2.1/os-keypairs", get(keypairs::list).post(keypairs::create))
         .route(
             "/compute/v2.1/os-keypairs/{name}",
             get(keypairs::show).delete(keypairs::delete),
         )
-        .route("/compute/v2.1/servers", get(servers::list).post(servers::create))
-        .route("/compute/v2.1/servers/detail", get(servers::list_detail))
+        .route(
+            "/compute/v2.1/servers",
+            get(servers::list::<false>).post(servers::create),
+        )
+        .route("/compute/v2.1/servers/detail", get(servers::list::<true>))
         .route(
             "/compute/v2.1/servers/{id}",
             get(servers::show).put(servers::update).delete(servers::delete),
@@ -323,37 +326,23 @@ fn filtered_flavors(cloud: &Cloud, query: &Query, v: Microversion) -> ApiResult<
     Ok(out)
 }
 
-async fn list_flavors(
+/// `GET …/flavors` (`DETAIL` false) and `GET …/flavors/detail` (true).
+async fn list_flavors<const DETAIL: bool>(
     State(cloud): State<Arc<Cloud>>,
     Extension(v): Extension<Microversion>,
     raw: RawQuery,
 ) -> ApiResult {
     let query = Query::parse(raw.0.as_deref());
     let flavors = filtered_flavors(&cloud, &query, v)?;
-    let mut body = json!({"flavors": flavors.iter().map(|f| flavor_basic(&cloud, f, v)).collect::<Vec<_>>()});
+    let (render, path): (fn(&Cloud, &Flavor, Microversion) -> Value, _) = if DETAIL {
+        (flavor_detail, "flavors/detail")
+    } else {
+        (flavor_basic, "flavors")
+    };
+    let mut body = json!({"flavors": flavors.iter().map(|f| render(&cloud, f, v)).collect::<Vec<_>>()});
     if let Some(l) = collection_links(
         &cloud,
-        "flavors",
-        &query,
-        flavors.len(),
-        flavors.last().map(|f| f.id.as_str()),
-    ) {
-        body["flavors_links"] = l;
-    }
-    Ok(json_response(StatusCode::OK, &body))
-}
-
-async fn list_flavors_detail(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(v): Extension<Microversion>,
-    raw: RawQuery,
-) -> ApiResult {
-    let query = Query::parse(raw.0.as_deref());
-    let flavors = filtered_flavors(&cloud, &query, v)?;
-    let mut body = json!({"flavors": flavors.iter().map(|f| flavor_detail(&cloud, f, v)).collect::<Vec<_>>()});
-    if let Some(l) = collection_links(
-        &cloud,
-        "flavors/detail",
+        path,
         &query,
         flavors.len(),
         flavors.last().map(|f| f.id.as_str()),

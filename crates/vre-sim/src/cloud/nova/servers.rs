@@ -1324,22 +1324,14 @@ fn list_common(cloud: &Cloud, auth: &AuthContext, v: Microversion, raw: RawQuery
     Ok(json_response(StatusCode::OK, &body))
 }
 
-pub(super) async fn list(
+/// `GET …/servers` (`DETAIL` false) and `GET …/servers/detail` (true).
+pub(super) async fn list<const DETAIL: bool>(
     State(cloud): State<Arc<Cloud>>,
     Extension(auth): Extension<AuthContext>,
     Extension(v): Extension<Microversion>,
     raw: RawQuery,
 ) -> ApiResult {
-    list_common(&cloud, &auth, v, raw, false)
-}
-
-pub(super) async fn list_detail(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Extension(v): Extension<Microversion>,
-    raw: RawQuery,
-) -> ApiResult {
-    list_common(&cloud, &auth, v, raw, true)
+    list_common(&cloud, &auth, v, raw, DETAIL)
 }
 
 pub(super) async fn show(
