@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::Timer;
-use super::api::{ApiError, ApiResult, Query, brief, empty_response, json_body, json_response};
+use super::api::{ApiError, ApiResult, Query, brief, empty_response, json_response, request_json};
 use super::app::Cloud;
 use super::clock::Micros;
 use super::keystone::AuthContext;
@@ -641,7 +641,7 @@ async fn create(
     Extension(ver): Extension<VolumeVersion>,
     body: Bytes,
 ) -> ApiResult {
-    let body = json_body(&body).ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
+    let body = request_json(&body)?;
     let volume = body
         .get("volume")
         .and_then(Value::as_object)
@@ -715,7 +715,7 @@ async fn update(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let body = json_body(&body).ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
+    let body = request_json(&body)?;
     let volume = body
         .get("volume")
         .and_then(Value::as_object)
@@ -794,7 +794,7 @@ fn change_metadata(
 }
 
 fn metadata_body(body: &[u8], key: &str) -> ApiResult<BTreeMap<String, String>> {
-    let body = json_body(body).ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
+    let body = request_json(body)?;
     let value = body
         .get(key)
         .ok_or_else(|| invalid(key, &body, format!("'{key}' is a required property")))?;

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::Timer;
-use super::api::{ApiError, ApiResult, Query, empty_response, header_str, json_body, json_response};
+use super::api::{ApiError, ApiResult, Query, empty_response, header_str, json_body, json_response, request_json};
 use super::app::Cloud;
 use super::clock::Micros;
 use super::keystone::{AuthContext, stable_uuid};
@@ -451,7 +451,7 @@ fn set_attribute(image: &mut Image, key: &str, value: &Value, auth: &AuthContext
 }
 
 async fn create(State(cloud): State<Arc<Cloud>>, Extension(auth): Extension<AuthContext>, body: Bytes) -> ApiResult {
-    let body = json_body(&body).ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
+    let body = request_json(&body)?;
     let attrs = body
         .as_object()
         .ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
@@ -682,7 +682,7 @@ async fn import(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let body = json_body(&body).ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
+    let body = request_json(&body)?;
     let method = body
         .get("method")
         .ok_or_else(|| ApiError::bad_request("Import request requires a 'method' field."))?;

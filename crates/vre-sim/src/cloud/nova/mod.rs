@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::StatusCode;
 use http::header::{HeaderValue, VARY};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::api::{ApiError, ApiResult, Query, header_str, json_response};
 use super::app::Cloud;
@@ -248,6 +248,15 @@ pub(crate) fn collection_links(
 }
 
 /// `limit` and `marker` as Nova validates them.
+/// The object `key` of a request body, or Nova's 400 when it is missing.
+pub(crate) fn required_object<'a>(body: &'a Value, key: &str) -> ApiResult<&'a Map<String, Value>> {
+    body.get(key).and_then(Value::as_object).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "Invalid input for field/attribute {key}. Value: None. '{key}' is a required property"
+        ))
+    })
+}
+
 pub(crate) fn limit_and_marker(query: &Query) -> ApiResult<(usize, Option<String>)> {
     let limit = match query.get("limit") {
         None => MAX_LIMIT,

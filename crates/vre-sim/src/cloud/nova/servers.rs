@@ -17,8 +17,10 @@ use serde_json::{Value, json};
 
 use super::model::{Attachment, Fate, Fault, Server, VmState};
 use super::views::{self, ShowOptions};
-use super::{HOST, METADATA_ITEMS_QUOTA, Microversion, collection_links, limit_and_marker, links, usage};
-use crate::cloud::api::{ApiError, ApiResult, Query, brief, empty_response, json_body, json_response, python_repr};
+use super::{
+    HOST, METADATA_ITEMS_QUOTA, Microversion, collection_links, limit_and_marker, links, required_object, usage,
+};
+use crate::cloud::api::{ApiError, ApiResult, Query, brief, empty_response, json_response, python_repr, request_json};
 use crate::cloud::app::Cloud;
 use crate::cloud::clock::Micros;
 use crate::cloud::keystone::AuthContext;
@@ -176,7 +178,7 @@ fn validate_tag(tag: &str) -> ApiResult<()> {
 }
 
 fn parse_create(body: &[u8], v: Microversion) -> ApiResult<CreateRequest> {
-    let body = json_body(body).ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
+    let body = request_json(body)?;
     let root = body
         .as_object()
         .ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
@@ -190,9 +192,7 @@ fn parse_create(body: &[u8], v: Microversion) -> ApiResult<CreateRequest> {
             )));
         }
     }
-    let server = root.get("server").and_then(Value::as_object).ok_or_else(|| {
-        ApiError::bad_request("Invalid input for field/attribute server. Value: None. 'server' is a required property")
-    })?;
+    let server = required_object(&body, "server")?;
     let whole = Value::Object(server.clone());
     let mut allowed = vec![
         "name",
@@ -1363,10 +1363,8 @@ pub(super) async fn update(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let body = json_body(&body).ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
-    let server = body.get("server").and_then(Value::as_object).ok_or_else(|| {
-        ApiError::bad_request("Invalid input for field/attribute server. Value: None. 'server' is a required property")
-    })?;
+    let body = request_json(&body)?;
+    let server = required_object(&body, "server")?;
     let mut allowed = vec!["name", "accessIPv4", "accessIPv6", "OS-DCF:diskConfig"];
     if v.at_least(19) {
         allowed.push("description");
@@ -1460,7 +1458,7 @@ pub(super) async fn action(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let body = json_body(&body).ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
+    let body = request_json(&body)?;
     let (name, _) = body
         .as_object()
         .and_then(|m| m.iter().next())
@@ -1544,7 +1542,7 @@ pub(crate) fn fire_task(s: &mut CloudState, id: &str, now: Micros) {
 // ---- metadata ----
 
 fn metadata_body(body: &[u8], key: &str) -> ApiResult<BTreeMap<String, String>> {
-    let body = json_body(body).ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
+    let body = request_json(body)?;
     let value = body
         .get(key)
         .ok_or_else(|| invalid(key, &body, format!("'{key}' is a required property")))?;
@@ -1725,7 +1723,7 @@ pub(super) async fn replace_tags(
     body: Bytes,
 ) -> ApiResult {
     require_tags(v)?;
-    let body = json_body(&body).ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
+    let body = request_json(&body)?;
     let list = body
         .get("tags")
         .and_then(Value::as_array)
