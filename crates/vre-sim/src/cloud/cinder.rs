@@ -21,6 +21,7 @@ use super::api::{ApiError, ApiResult, Query, brief, empty_response, json_respons
 use super::app::Cloud;
 use super::clock::Micros;
 use super::keystone::AuthContext;
+use super::metadata::{self, HasMetadata, Metadata};
 use super::state::CloudState;
 use super::table::Keyed;
 
@@ -290,7 +291,9 @@ pub(crate) fn routes() -> Router<Arc<Cloud>> {
         .route("/volume/v3/volumes/{id}", get(show).put(update).delete(delete))
         .route(
             "/volume/v3/volumes/{id}/metadata",
-            get(show_metadata).post(merge_metadata).put(replace_metadata),
+            get(metadata::show::<Volume>)
+                .post(metadata::merge::<Volume>)
+                .put(metadata::replace::<Volume>),
         )
         .route(
             "/volume/v3/volumes/{id}/metadata/{key}",
@@ -768,65 +771,34 @@ async fn delete(
 
 // ---- metadata ----
 
-async fn show_metadata(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-) -> ApiResult {
-    let m = cloud.read(|s| find(s, &auth, &id).map(|v| v.metadata.clone()))?;
-    Ok(json_response(StatusCode::OK, &json!({ "metadata": m })))
-}
+impl HasMetadata for Volume {
+    fn metadata(s: &CloudState, auth: &AuthContext, id: &str) -> ApiResult<Metadata> {
+        find(s, auth, id).map(|v| v.metadata.clone())
+    }
 
-fn change_metadata(
-    cloud: &Cloud,
-    auth: &AuthContext,
-    id: &str,
-    f: impl FnOnce(&mut BTreeMap<String, String>) -> ApiResult<()>,
-) -> ApiResult<BTreeMap<String, String>> {
-    let now = Micros::now();
-    cloud.write(|s| {
-        find(s, auth, id)?;
-        let v = s.volumes.get_mut(id).ok_or_else(|| not_found(id))?;
-        f(&mut v.metadata)?;
-        v.updated = Some(now);
-        Ok(v.metadata.clone())
-    })
-}
+    fn metadata_body(body: &[u8], key: &str) -> ApiResult<Metadata> {
+        let body = request_json(body)?;
+        let value = body
+            .get(key)
+            .ok_or_else(|| invalid(key, &body, format!("'{key}' is a required property")))?;
+        check_metadata(value)
+    }
 
-fn metadata_body(body: &[u8], key: &str) -> ApiResult<BTreeMap<String, String>> {
-    let body = request_json(body)?;
-    let value = body
-        .get(key)
-        .ok_or_else(|| invalid(key, &body, format!("'{key}' is a required property")))?;
-    check_metadata(value)
-}
-
-async fn merge_metadata(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult {
-    let new = metadata_body(&body, "metadata")?;
-    let m = change_metadata(&cloud, &auth, &id, |m| {
-        m.extend(new);
-        Ok(())
-    })?;
-    Ok(json_response(StatusCode::OK, &json!({ "metadata": m })))
-}
-
-async fn replace_metadata(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult {
-    let new = metadata_body(&body, "metadata")?;
-    let m = change_metadata(&cloud, &auth, &id, |m| {
-        *m = new;
-        Ok(())
-    })?;
-    Ok(json_response(StatusCode::OK, &json!({ "metadata": m })))
+    fn change_metadata(
+        cloud: &Cloud,
+        auth: &AuthContext,
+        id: &str,
+        f: impl FnOnce(&mut Metadata) -> ApiResult<()>,
+    ) -> ApiResult<Metadata> {
+        let now = Micros::now();
+        cloud.write(|s| {
+            find(s, auth, id)?;
+            let v = s.volumes.get_mut(id).ok_or_else(|| not_found(id))?;
+            f(&mut v.metadata)?;
+            v.updated = Some(now);
+            Ok(v.metadata.clone())
+        })
+    }
 }
 
 async fn show_metadata_item(
@@ -846,13 +818,13 @@ async fn set_metadata_item(
     Path((id, key)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult {
-    let meta = metadata_body(&body, "meta")?;
+    let meta = Volume::metadata_body(&body, "meta")?;
     let value = match (meta.len(), meta.get(&key)) {
         (1, Some(v)) => v.clone(),
         (1, None) => return Err(ApiError::bad_request("Request body and URI mismatch")),
         _ => return Err(ApiError::bad_request("Request body contains too many items")),
     };
-    change_metadata(&cloud, &auth, &id, |m| {
+    Volume::change_metadata(&cloud, &auth, &id, |m| {
         m.insert(key.clone(), value.clone());
         Ok(())
     })?;
@@ -864,7 +836,7 @@ async fn delete_metadata_item(
     Extension(auth): Extension<AuthContext>,
     Path((id, key)): Path<(String, String)>,
 ) -> ApiResult {
-    change_metadata(&cloud, &auth, &id, |m| {
+    Volume::change_metadata(&cloud, &auth, &id, |m| {
         m.remove(&key)
             .map(|_| ())
             .ok_or_else(|| ApiError::not_found(format!("Metadata {key} could not be found.")))

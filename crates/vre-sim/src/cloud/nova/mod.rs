@@ -22,7 +22,8 @@ use serde_json::{Map, Value, json};
 use super::api::{ApiError, ApiResult, Query, header_str, json_response};
 use super::app::Cloud;
 use super::keystone::AuthContext;
-use model::Flavor;
+use super::metadata;
+use model::{Flavor, Server};
 pub(crate) use servers::{fire_built, fire_gone, fire_task};
 
 /// The one compute host of the simulated cloud.
@@ -66,9 +67,9 @@ pub(crate) fn routes() -> Router<Arc<Cloud>> {
         .route("/compute/v2.1/servers/{id}/action", post(servers::action))
         .route(
             "/compute/v2.1/servers/{id}/metadata",
-            get(servers::show_metadata)
-                .post(servers::merge_metadata)
-                .put(servers::replace_metadata),
+            get(metadata::show::<Server>)
+                .post(metadata::merge::<Server>)
+                .put(metadata::replace::<Server>),
         )
         .route(
             "/compute/v2.1/servers/{id}/metadata/{key}",
