@@ -292,8 +292,8 @@ pub(crate) fn routes() -> Router<Arc<Cloud>> {
         .route(
             "/volume/v3/volumes/{id}/metadata",
             get(metadata::show::<Volume>)
-                .post(metadata::merge::<Volume>)
-                .put(metadata::replace::<Volume>),
+                .post(metadata::write::<Volume, false>)
+                .put(metadata::write::<Volume, true>),
         )
         .route(
             "/volume/v3/volumes/{id}/metadata/{key}",

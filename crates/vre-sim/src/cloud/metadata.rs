@@ -44,8 +44,9 @@ pub(crate) async fn show<R: HasMetadata>(
     Ok(json_response(StatusCode::OK, &json!({ "metadata": metadata })))
 }
 
-/// `POST …/{id}/metadata`: adds and overwrites keys.
-pub(crate) async fn merge<R: HasMetadata>(
+/// `POST …/{id}/metadata` (`REPLACE` false: adds and overwrites keys) and
+/// `PUT …/{id}/metadata` (`REPLACE` true: replaces all keys).
+pub(crate) async fn write<R: HasMetadata, const REPLACE: bool>(
     State(cloud): State<Arc<Cloud>>,
     Extension(auth): Extension<AuthContext>,
     Path(id): Path<String>,
@@ -53,22 +54,11 @@ pub(crate) async fn merge<R: HasMetadata>(
 ) -> ApiResult {
     let new = R::metadata_body(&body, "metadata")?;
     let metadata = R::change_metadata(&cloud, &auth, &id, |m| {
-        m.extend(new);
-        Ok(())
-    })?;
-    Ok(json_response(StatusCode::OK, &json!({ "metadata": metadata })))
-}
-
-/// `PUT …/{id}/metadata`: replaces all keys.
-pub(crate) async fn replace<R: HasMetadata>(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult {
-    let new = R::metadata_body(&body, "metadata")?;
-    let metadata = R::change_metadata(&cloud, &auth, &id, |m| {
-        *m = new;
+        if REPLACE {
+            *m = new;
+        } else {
+            m.extend(new);
+        }
         Ok(())
     })?;
     Ok(json_response(StatusCode::OK, &json!({ "metadata": metadata })))

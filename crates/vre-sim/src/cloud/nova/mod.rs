@@ -68,8 +68,8 @@ pub(crate) fn routes() -> Router<Arc<Cloud>> {
         .route(
             "/compute/v2.1/servers/{id}/metadata",
             get(metadata::show::<Server>)
-                .post(metadata::merge::<Server>)
-                .put(metadata::replace::<Server>),
+                .post(metadata::write::<Server, false>)
+                .put(metadata::write::<Server, true>),
         )
         .route(
             "/compute/v2.1/servers/{id}/metadata/{key}",
