@@ -638,17 +638,22 @@ fn check_metadata(value: &Value) -> ApiResult<BTreeMap<String, String>> {
         .collect()
 }
 
+/// The `volume` object of a create or update request body.
+fn volume_body(body: &[u8]) -> ApiResult<Map<String, Value>> {
+    let body = request_json(body)?;
+    body.get("volume")
+        .and_then(Value::as_object)
+        .cloned()
+        .ok_or_else(|| invalid("volume", &body, "'volume' is a required property"))
+}
+
 async fn create(
     State(cloud): State<Arc<Cloud>>,
     Extension(auth): Extension<AuthContext>,
     Extension(ver): Extension<VolumeVersion>,
     body: Bytes,
 ) -> ApiResult {
-    let body = request_json(&body)?;
-    let volume = body
-        .get("volume")
-        .and_then(Value::as_object)
-        .ok_or_else(|| invalid("volume", &body, "'volume' is a required property"))?;
+    let volume = volume_body(&body)?;
     // Without a size (nor a source to copy it from) Cinder answers webob's
     // generic 400.
     let size_value = volume.get("size").cloned().unwrap_or(Value::Null);
@@ -718,11 +723,7 @@ async fn update(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let body = request_json(&body)?;
-    let volume = body
-        .get("volume")
-        .and_then(Value::as_object)
-        .ok_or_else(|| invalid("volume", &body, "'volume' is a required property"))?;
+    let volume = volume_body(&body)?;
     let metadata = volume.get("metadata").map(check_metadata).transpose()?;
     let now = Micros::now();
     let item = cloud.write(|s| {
