@@ -67,6 +67,7 @@ mod faults;
 mod glance;
 mod keystone;
 mod listener;
+mod metadata;
 mod neutron;
 mod nova;
 mod state;

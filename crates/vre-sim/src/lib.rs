@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod calendar;
 pub mod cloud;
 mod files;
 pub mod kube;

@@ -16,15 +16,7 @@ async fn version_discovery_needs_no_token() {
     assert_eq!(response.status(), StatusCode::MULTIPLE_CHOICES);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["versions"]["values"][0]["id"], "v3.14");
-    let body: Value = sim
-        .http
-        .get(sim.handle.auth_url())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = sim.discover(&sim.handle.auth_url()).await;
     assert_eq!(body["version"]["status"], "stable");
     assert_eq!(
         body["version"]["links"][0]["href"],
@@ -35,13 +27,7 @@ async fn version_discovery_needs_no_token() {
 #[tokio::test]
 async fn password_auth_returns_a_scoped_token_with_the_catalog() {
     let sim = start(fast_config()).await;
-    let response = sim
-        .http
-        .post(sim.url("/identity/v3/auth/tokens"))
-        .json(&password_auth("admin", PASSWORD, "vre"))
-        .send()
-        .await
-        .unwrap();
+    let response = sim.authenticate(&password_auth("admin", PASSWORD, "vre")).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let token = response.headers()["x-subject-token"].to_str().unwrap().to_string();
     assert!(!token.is_empty());
@@ -98,13 +84,7 @@ async fn bad_credentials_get_401_with_keystones_body() {
         password_auth("nobody", PASSWORD, "vre"),
         password_auth("admin", PASSWORD, "elsewhere"),
     ] {
-        let response = sim
-            .http
-            .post(sim.url("/identity/v3/auth/tokens"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = sim.authenticate(&body).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert!(
             response.headers()["www-authenticate"]
@@ -120,13 +100,7 @@ async fn bad_credentials_get_401_with_keystones_body() {
         );
     }
     // A malformed request is a 400, not a 401.
-    let response = sim
-        .http
-        .post(sim.url("/identity/v3/auth/tokens"))
-        .json(&json!({"auth": {}}))
-        .send()
-        .await
-        .unwrap();
+    let response = sim.authenticate(&json!({"auth": {}})).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], 400);
@@ -147,34 +121,16 @@ async fn scoping_follows_the_request() {
         "identity": {"methods": ["password"], "password": {"user": {"name": "admin", "domain": {"id": "default"}, "password": PASSWORD}}},
         "scope": {"project": {"id": admin_project}},
     }});
-    let response = sim
-        .http
-        .post(sim.url("/identity/v3/auth/tokens"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = sim.authenticate(&body).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["token"]["project"]["name"], "admin");
     // `demo` has no role on `admin`.
-    let response = sim
-        .http
-        .post(sim.url("/identity/v3/auth/tokens"))
-        .json(&password_auth("demo", PASSWORD, "admin"))
-        .send()
-        .await
-        .unwrap();
+    let response = sim.authenticate(&password_auth("demo", PASSWORD, "admin")).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     // Without a scope: the default project.
     let body = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "demo", "domain": {"name": "Default"}, "password": PASSWORD}}}}});
-    let response = sim
-        .http
-        .post(sim.url("/identity/v3/auth/tokens"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = sim.authenticate(&body).await;
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["token"]["project"]["name"], "vre");
     assert!(
@@ -201,13 +157,7 @@ async fn application_credentials_by_id_and_by_name() {
     };
     let sim = start_with(options, fast_config()).await;
     let by_id = json!({"auth": {"identity": {"methods": ["application_credential"], "application_credential": {"id": "0a1b2c", "secret": "s3cret"}}}});
-    let response = sim
-        .http
-        .post(sim.url("/identity/v3/auth/tokens"))
-        .json(&by_id)
-        .send()
-        .await
-        .unwrap();
+    let response = sim.authenticate(&by_id).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["token"]["methods"], json!(["application_credential"]));
@@ -218,22 +168,10 @@ async fn application_credentials_by_id_and_by_name() {
     assert_eq!(body["token"]["project"]["name"], "vre");
     let by_name = json!({"auth": {"identity": {"methods": ["application_credential"], "application_credential": {
         "name": "ci", "secret": "s3cret", "user": {"name": "admin", "domain": {"name": "Default"}}}}}});
-    let response = sim
-        .http
-        .post(sim.url("/identity/v3/auth/tokens"))
-        .json(&by_name)
-        .send()
-        .await
-        .unwrap();
+    let response = sim.authenticate(&by_name).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let wrong = json!({"auth": {"identity": {"methods": ["application_credential"], "application_credential": {"id": "0a1b2c", "secret": "nope"}}}});
-    let response = sim
-        .http
-        .post(sim.url("/identity/v3/auth/tokens"))
-        .json(&wrong)
-        .send()
-        .await
-        .unwrap();
+    let response = sim.authenticate(&wrong).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     // A credential for a user that does not exist is refused at start, by name.
     let bad = CloudOptions {

@@ -16,15 +16,7 @@ fn neutron_error(body: &Value) -> (&str, &str) {
 #[tokio::test]
 async fn the_fresh_cloud_has_the_public_network() {
     let sim = start(fast_config()).await;
-    let body: Value = sim
-        .http
-        .get(sim.url("/networking/"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = sim.discover(&sim.url("/networking/")).await;
     assert_eq!(body["versions"][0]["id"], "v2.0");
     let (status, body) = sim.get("/networking/v2.0/networks?router:external=true").await;
     assert_eq!(status, StatusCode::OK);

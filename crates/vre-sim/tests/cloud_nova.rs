@@ -19,15 +19,7 @@ fn b64(s: &str) -> String {
 #[tokio::test]
 async fn versions_and_microversion_negotiation() {
     let sim = start(fast_config()).await;
-    let body: Value = sim
-        .http
-        .get(sim.url("/compute/"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = sim.discover(&sim.url("/compute/")).await;
     let current = body["versions"]
         .as_array()
         .unwrap()
@@ -37,15 +29,7 @@ async fn versions_and_microversion_negotiation() {
     assert_eq!(current["id"], "v2.1");
     assert_eq!(current["min_version"], "2.1");
     assert_eq!(current["version"], "2.104");
-    let body: Value = sim
-        .http
-        .get(sim.url("/compute/v2.1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = sim.discover(&sim.url("/compute/v2.1")).await;
     assert_eq!(body["version"]["version"], "2.104");
 
     let ask = |header: &'static str, value: &'static str| {

@@ -289,6 +289,12 @@ pub(crate) fn json_body(body: &[u8]) -> Option<Value> {
     serde_json::from_slice(body).ok()
 }
 
+/// Parses a JSON request body, or answers the 400 `Malformed request body`
+/// (as Nova, Cinder, Glance and Keystone word it).
+pub(crate) fn request_json(body: &[u8]) -> ApiResult<Value> {
+    json_body(body).ok_or_else(|| ApiError::bad_request("Malformed request body"))
+}
+
 /// A JSON response.
 pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
     let mut response = Response::new(Body::from(body.to_string()));

@@ -17,10 +17,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::Timer;
-use super::api::{ApiError, ApiResult, Query, brief, empty_response, json_body, json_response};
+use super::api::{ApiError, ApiResult, Query, brief, empty_response, json_response, request_json};
 use super::app::Cloud;
 use super::clock::Micros;
 use super::keystone::AuthContext;
+use super::metadata::{self, HasMetadata, Metadata};
 use super::state::CloudState;
 use super::table::Keyed;
 
@@ -285,12 +286,14 @@ pub(crate) fn routes() -> Router<Arc<Cloud>> {
     Router::new()
         .route("/volume/v3", get(version))
         .route("/volume/v3/", get(version))
-        .route("/volume/v3/volumes", get(list).post(create))
-        .route("/volume/v3/volumes/detail", get(list_detail))
+        .route("/volume/v3/volumes", get(list::<false>).post(create))
+        .route("/volume/v3/volumes/detail", get(list::<true>))
         .route("/volume/v3/volumes/{id}", get(show).put(update).delete(delete))
         .route(
             "/volume/v3/volumes/{id}/metadata",
-            get(show_metadata).post(merge_metadata).put(replace_metadata),
+            get(metadata::show::<Volume>)
+                .post(metadata::write::<Volume, false>)
+                .put(metadata::write::<Volume, true>),
         )
         .route(
             "/volume/v3/volumes/{id}/metadata/{key}",
@@ -587,22 +590,14 @@ fn list_common(cloud: &Cloud, auth: &AuthContext, ver: VolumeVersion, raw: RawQu
     Ok(json_response(StatusCode::OK, &body))
 }
 
-async fn list(
+/// `GET …/volumes` (`DETAIL` false) and `GET …/volumes/detail` (true).
+async fn list<const DETAIL: bool>(
     State(cloud): State<Arc<Cloud>>,
     Extension(auth): Extension<AuthContext>,
     Extension(v): Extension<VolumeVersion>,
     raw: RawQuery,
 ) -> ApiResult {
-    list_common(&cloud, &auth, v, raw, false)
-}
-
-async fn list_detail(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Extension(v): Extension<VolumeVersion>,
-    raw: RawQuery,
-) -> ApiResult {
-    list_common(&cloud, &auth, v, raw, true)
+    list_common(&cloud, &auth, v, raw, DETAIL)
 }
 
 async fn show(
@@ -643,17 +638,22 @@ fn check_metadata(value: &Value) -> ApiResult<BTreeMap<String, String>> {
         .collect()
 }
 
+/// The `volume` object of a create or update request body.
+fn volume_body(body: &[u8]) -> ApiResult<Map<String, Value>> {
+    let body = request_json(body)?;
+    body.get("volume")
+        .and_then(Value::as_object)
+        .cloned()
+        .ok_or_else(|| invalid("volume", &body, "'volume' is a required property"))
+}
+
 async fn create(
     State(cloud): State<Arc<Cloud>>,
     Extension(auth): Extension<AuthContext>,
     Extension(ver): Extension<VolumeVersion>,
     body: Bytes,
 ) -> ApiResult {
-    let body = json_body(&body).ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
-    let volume = body
-        .get("volume")
-        .and_then(Value::as_object)
-        .ok_or_else(|| invalid("volume", &body, "'volume' is a required property"))?;
+    let volume = volume_body(&body)?;
     // Without a size (nor a source to copy it from) Cinder answers webob's
     // generic 400.
     let size_value = volume.get("size").cloned().unwrap_or(Value::Null);
@@ -723,11 +723,7 @@ async fn update(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let body = json_body(&body).ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
-    let volume = body
-        .get("volume")
-        .and_then(Value::as_object)
-        .ok_or_else(|| invalid("volume", &body, "'volume' is a required property"))?;
+    let volume = volume_body(&body)?;
     let metadata = volume.get("metadata").map(check_metadata).transpose()?;
     let now = Micros::now();
     let item = cloud.write(|s| {
@@ -776,65 +772,34 @@ async fn delete(
 
 // ---- metadata ----
 
-async fn show_metadata(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-) -> ApiResult {
-    let m = cloud.read(|s| find(s, &auth, &id).map(|v| v.metadata.clone()))?;
-    Ok(json_response(StatusCode::OK, &json!({ "metadata": m })))
-}
+impl HasMetadata for Volume {
+    fn metadata(s: &CloudState, auth: &AuthContext, id: &str) -> ApiResult<Metadata> {
+        find(s, auth, id).map(|v| v.metadata.clone())
+    }
 
-fn change_metadata(
-    cloud: &Cloud,
-    auth: &AuthContext,
-    id: &str,
-    f: impl FnOnce(&mut BTreeMap<String, String>) -> ApiResult<()>,
-) -> ApiResult<BTreeMap<String, String>> {
-    let now = Micros::now();
-    cloud.write(|s| {
-        find(s, auth, id)?;
-        let v = s.volumes.get_mut(id).ok_or_else(|| not_found(id))?;
-        f(&mut v.metadata)?;
-        v.updated = Some(now);
-        Ok(v.metadata.clone())
-    })
-}
+    fn metadata_body(body: &[u8], key: &str) -> ApiResult<Metadata> {
+        let body = request_json(body)?;
+        let value = body
+            .get(key)
+            .ok_or_else(|| invalid(key, &body, format!("'{key}' is a required property")))?;
+        check_metadata(value)
+    }
 
-fn metadata_body(body: &[u8], key: &str) -> ApiResult<BTreeMap<String, String>> {
-    let body = json_body(body).ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
-    let value = body
-        .get(key)
-        .ok_or_else(|| invalid(key, &body, format!("'{key}' is a required property")))?;
-    check_metadata(value)
-}
-
-async fn merge_metadata(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult {
-    let new = metadata_body(&body, "metadata")?;
-    let m = change_metadata(&cloud, &auth, &id, |m| {
-        m.extend(new);
-        Ok(())
-    })?;
-    Ok(json_response(StatusCode::OK, &json!({ "metadata": m })))
-}
-
-async fn replace_metadata(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult {
-    let new = metadata_body(&body, "metadata")?;
-    let m = change_metadata(&cloud, &auth, &id, |m| {
-        *m = new;
-        Ok(())
-    })?;
-    Ok(json_response(StatusCode::OK, &json!({ "metadata": m })))
+    fn change_metadata(
+        cloud: &Cloud,
+        auth: &AuthContext,
+        id: &str,
+        f: impl FnOnce(&mut Metadata) -> ApiResult<()>,
+    ) -> ApiResult<Metadata> {
+        let now = Micros::now();
+        cloud.write(|s| {
+            find(s, auth, id)?;
+            let v = s.volumes.get_mut(id).ok_or_else(|| not_found(id))?;
+            f(&mut v.metadata)?;
+            v.updated = Some(now);
+            Ok(v.metadata.clone())
+        })
+    }
 }
 
 async fn show_metadata_item(
@@ -854,13 +819,13 @@ async fn set_metadata_item(
     Path((id, key)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult {
-    let meta = metadata_body(&body, "meta")?;
+    let meta = Volume::metadata_body(&body, "meta")?;
     let value = match (meta.len(), meta.get(&key)) {
         (1, Some(v)) => v.clone(),
         (1, None) => return Err(ApiError::bad_request("Request body and URI mismatch")),
         _ => return Err(ApiError::bad_request("Request body contains too many items")),
     };
-    change_metadata(&cloud, &auth, &id, |m| {
+    Volume::change_metadata(&cloud, &auth, &id, |m| {
         m.insert(key.clone(), value.clone());
         Ok(())
     })?;
@@ -872,7 +837,7 @@ async fn delete_metadata_item(
     Extension(auth): Extension<AuthContext>,
     Path((id, key)): Path<(String, String)>,
 ) -> ApiResult {
-    change_metadata(&cloud, &auth, &id, |m| {
+    Volume::change_metadata(&cloud, &auth, &id, |m| {
         m.remove(&key)
             .map(|_| ())
             .ok_or_else(|| ApiError::not_found(format!("Metadata {key} could not be found.")))

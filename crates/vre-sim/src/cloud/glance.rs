@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::Timer;
-use super::api::{ApiError, ApiResult, Query, empty_response, header_str, json_body, json_response};
+use super::api::{ApiError, ApiResult, Query, empty_response, header_str, json_body, json_response, request_json};
 use super::app::Cloud;
 use super::clock::Micros;
 use super::keystone::{AuthContext, stable_uuid};
@@ -451,7 +451,7 @@ fn set_attribute(image: &mut Image, key: &str, value: &Value, auth: &AuthContext
 }
 
 async fn create(State(cloud): State<Arc<Cloud>>, Extension(auth): Extension<AuthContext>, body: Bytes) -> ApiResult {
-    let body = json_body(&body).ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
+    let body = request_json(&body)?;
     let attrs = body
         .as_object()
         .ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
@@ -625,17 +625,13 @@ async fn add_tag(
             "Image tag exceeds the maximum length of 255 characters",
         ));
     }
-    let now = Micros::now();
-    cloud.write(|s| {
-        find(s, &auth, &id)?;
-        let image = s.images.get_mut(&id).ok_or_else(|| not_found(&id))?;
-        if !image.tags.contains(&tag) {
-            image.tags.push(tag.clone());
-            image.updated = now;
+    edit_tags(&cloud, &auth, &id, |tags| {
+        let added = !tags.contains(&tag);
+        if added {
+            tags.push(tag.clone());
         }
-        Ok(())
-    })?;
-    Ok(empty_response(StatusCode::NO_CONTENT))
+        Ok(added)
+    })
 }
 
 async fn remove_tag(
@@ -643,16 +639,31 @@ async fn remove_tag(
     Extension(auth): Extension<AuthContext>,
     Path((id, tag)): Path<(String, String)>,
 ) -> ApiResult {
-    let now = Micros::now();
-    cloud.write(|s| {
-        find(s, &auth, &id)?;
-        let image = s.images.get_mut(&id).ok_or_else(|| not_found(&id))?;
-        let before = image.tags.len();
-        image.tags.retain(|t| *t != tag);
-        if image.tags.len() == before {
+    edit_tags(&cloud, &auth, &id, |tags| {
+        let before = tags.len();
+        tags.retain(|t| *t != tag);
+        if tags.len() == before {
             return Err(ApiError::not_found(format!("Tag {tag} not found")));
         }
-        image.updated = now;
+        Ok(true)
+    })
+}
+
+/// Edits the tags of the image `id` the caller can see; `edit` answers
+/// whether they changed (then the image's `updated_at` moves).
+fn edit_tags(
+    cloud: &Cloud,
+    auth: &AuthContext,
+    id: &str,
+    edit: impl FnOnce(&mut Vec<String>) -> ApiResult<bool>,
+) -> ApiResult {
+    let now = Micros::now();
+    cloud.write(|s| {
+        find(s, auth, id)?;
+        let image = s.images.get_mut(id).ok_or_else(|| not_found(id))?;
+        if edit(&mut image.tags)? {
+            image.updated = now;
+        }
         Ok(())
     })?;
     Ok(empty_response(StatusCode::NO_CONTENT))
@@ -671,7 +682,7 @@ async fn import(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let body = json_body(&body).ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
+    let body = request_json(&body)?;
     let method = body
         .get("method")
         .ok_or_else(|| ApiError::bad_request("Import request requires a 'method' field."))?;

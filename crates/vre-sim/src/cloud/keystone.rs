@@ -25,7 +25,7 @@ use ring::{digest, hmac};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::api::{ApiError, ApiResult, Query, Service, header_str, json_body, json_response, render_error};
+use super::api::{ApiError, ApiResult, Query, Service, header_str, json_response, render_error, request_json};
 use super::app::Cloud;
 use super::clock::Micros;
 
@@ -414,7 +414,7 @@ pub(crate) async fn issue_token(
 
 fn issue(cloud: &Cloud, body: &[u8]) -> ApiResult<(String, TokenPayload)> {
     let identity = &cloud.identity;
-    let body = json_body(body).ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
+    let body = request_json(body)?;
     let auth = body
         .get("auth")
         .ok_or_else(|| validation_error("auth", "request body"))?;

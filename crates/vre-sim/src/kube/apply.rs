@@ -374,6 +374,23 @@ mod tests {
         GroupResource::new("apps", "deployments")
     }
 
+    /// Applies `config` over `live` as `manager` to a Deployment (which has a
+    /// status subresource).
+    fn apply_deployment(live: &Value, config: &Value, manager: &str, force: bool) -> Result<Applied, ApiError> {
+        let g = gr();
+        apply(live, config, manager, "apps/v1", MAIN, Schema::builtin(&g), force)
+    }
+
+    /// Records an update of a Deployment from `old` to `new` by `manager`.
+    fn update_deployment(old: Option<&Value>, new: &mut Value, manager: &str) {
+        let g = gr();
+        record_update(old, new, manager, "apps/v1", MAIN, Schema::builtin(&g));
+    }
+
+    const MAIN: Scope = Scope::Main {
+        status_subresource: true,
+    };
+
     fn base() -> Value {
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default", "uid": "u1"}})
     }
@@ -385,12 +402,7 @@ mod tests {
 
     #[test]
     fn apply_is_idempotent_and_tracks_ownership() {
-        let g = gr();
-        let s = Schema::builtin(&g);
-        let scope = Scope::Main {
-            status_subresource: true,
-        };
-        let a = apply(&base(), &cfg(2, "nginx"), "vre", "apps/v1", scope, s, false).unwrap();
+        let a = apply_deployment(&base(), &cfg(2, "nginx"), "vre", false).unwrap();
         assert!(a.changed);
         assert_eq!(a.object["spec"]["replicas"], 2);
         assert_eq!(a.object["metadata"]["uid"], "u1");
@@ -399,23 +411,16 @@ mod tests {
         assert_eq!(mf["operation"], "Apply");
         assert!(mf["fieldsV1"]["f:spec"]["f:replicas"].is_object());
         assert!(mf["fieldsV1"].get("f:metadata").is_none());
-        let again = apply(&a.object, &cfg(2, "nginx"), "vre", "apps/v1", scope, s, false).unwrap();
+        let again = apply_deployment(&a.object, &cfg(2, "nginx"), "vre", false).unwrap();
         assert!(!again.changed);
     }
 
     #[test]
     fn conflicting_manager_gets_409_unless_forced() {
-        let g = gr();
-        let s = Schema::builtin(&g);
-        let scope = Scope::Main {
-            status_subresource: true,
-        };
-        let a = apply(&base(), &cfg(2, "nginx"), "vre", "apps/v1", scope, s, false)
+        let a = apply_deployment(&base(), &cfg(2, "nginx"), "vre", false)
             .unwrap()
             .object;
-        let e = apply(&a, &cfg(3, "nginx"), "other", "apps/v1", scope, s, false)
-            .err()
-            .unwrap();
+        let e = apply_deployment(&a, &cfg(3, "nginx"), "other", false).err().unwrap();
         assert_eq!(e.code, 409);
         assert_eq!(
             e.message,
@@ -423,13 +428,9 @@ mod tests {
         );
         assert_eq!(e.causes[0].field, ".spec.replicas");
         // Same values: shared ownership, no conflict.
-        let shared = apply(&a, &cfg(2, "nginx"), "other", "apps/v1", scope, s, false)
-            .unwrap()
-            .object;
+        let shared = apply_deployment(&a, &cfg(2, "nginx"), "other", false).unwrap().object;
         assert_eq!(shared["metadata"]["managedFields"].as_array().unwrap().len(), 2);
-        let forced = apply(&a, &cfg(3, "nginx"), "other", "apps/v1", scope, s, true)
-            .unwrap()
-            .object;
+        let forced = apply_deployment(&a, &cfg(3, "nginx"), "other", true).unwrap().object;
         assert_eq!(forced["spec"]["replicas"], 3);
         let vre = forced["metadata"]["managedFields"]
             .as_array()
@@ -442,95 +443,59 @@ mod tests {
 
     #[test]
     fn dropped_fields_are_removed() {
-        let g = gr();
-        let s = Schema::builtin(&g);
-        let scope = Scope::Main {
-            status_subresource: true,
-        };
         let mut with_label = cfg(2, "nginx");
         with_label["metadata"]["labels"] = json!({"a": "1", "b": "2"});
-        let a = apply(&base(), &with_label, "vre", "apps/v1", scope, s, false)
-            .unwrap()
-            .object;
+        let a = apply_deployment(&base(), &with_label, "vre", false).unwrap().object;
         let mut fewer = cfg(2, "nginx");
         fewer["metadata"]["labels"] = json!({"a": "1"});
-        let b = apply(&a, &fewer, "vre", "apps/v1", scope, s, false).unwrap().object;
+        let b = apply_deployment(&a, &fewer, "vre", false).unwrap().object;
         assert_eq!(b["metadata"]["labels"], json!({"a": "1"}));
     }
 
     #[test]
     fn an_emptied_atomic_list_settles_in_one_apply() {
-        let g = gr();
-        let s = Schema::builtin(&g);
-        let scope = Scope::Main {
-            status_subresource: true,
-        };
         let with = |tolerations: Value| {
             let mut c = cfg(2, "nginx");
             c["spec"]["template"]["spec"]["tolerations"] = tolerations;
             c
         };
-        let a = apply(
+        let a = apply_deployment(
             &base(),
             &with(json!([{"key": "k", "operator": "Exists", "effect": "NoSchedule"}])),
             "vre",
-            "apps/v1",
-            scope,
-            s,
             false,
         )
         .unwrap()
         .object;
-        let b = apply(&a, &with(json!([])), "vre", "apps/v1", scope, s, false).unwrap();
+        let b = apply_deployment(&a, &with(json!([])), "vre", false).unwrap();
         assert!(b.changed);
-        let again = apply(&b.object, &with(json!([])), "vre", "apps/v1", scope, s, false).unwrap();
+        let again = apply_deployment(&b.object, &with(json!([])), "vre", false).unwrap();
         assert_eq!(b.object["spec"]["template"]["spec"]["tolerations"], json!([]));
         assert!(!again.changed, "{:#}\n{:#}", b.object, again.object);
     }
 
     #[test]
     fn updates_take_ownership_from_appliers() {
-        let g = gr();
-        let s = Schema::builtin(&g);
-        let scope = Scope::Main {
-            status_subresource: true,
-        };
-        let a = apply(&base(), &cfg(2, "nginx"), "vre", "apps/v1", scope, s, false)
+        let a = apply_deployment(&base(), &cfg(2, "nginx"), "vre", false)
             .unwrap()
             .object;
         let mut b = a.clone();
         b["spec"]["replicas"] = json!(5);
-        record_update(Some(&a), &mut b, "kubectl-scale", "apps/v1", scope, s);
+        update_deployment(Some(&a), &mut b, "kubectl-scale");
         let mf = b["metadata"]["managedFields"].as_array().unwrap();
         let upd = mf.iter().find(|m| m["manager"] == "kubectl-scale").unwrap();
         assert_eq!(upd["operation"], "Update");
         assert!(upd["fieldsV1"]["f:spec"]["f:replicas"].is_object());
         // The applier now conflicts with the updater on replicas.
-        let e = apply(&b, &cfg(2, "nginx"), "vre", "apps/v1", scope, s, false)
-            .err()
-            .unwrap();
+        let e = apply_deployment(&b, &cfg(2, "nginx"), "vre", false).err().unwrap();
         assert!(e.message.contains("\"kubectl-scale\" using apps/v1"));
     }
 
     #[test]
     fn status_is_ignored_on_the_main_resource() {
-        let g = gr();
-        let s = Schema::builtin(&g);
         let mut c = cfg(1, "nginx");
         c["status"] = json!({"replicas": 9});
-        let a = apply(
-            &base(),
-            &c,
-            "vre",
-            "apps/v1",
-            Scope::Main {
-                status_subresource: true,
-            },
-            s,
-            false,
-        )
-        .unwrap()
-        .object;
+        let a = apply_deployment(&base(), &c, "vre", false).unwrap().object;
         assert!(a.get("status").is_none());
     }
 }

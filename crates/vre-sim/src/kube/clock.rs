@@ -3,6 +3,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::calendar::{date_time, parse_date_time};
+
 /// Seconds since the Unix epoch, now.
 pub fn now_unix() -> i64 {
     SystemTime::now()
@@ -25,15 +27,7 @@ pub fn now_micro() -> String {
 
 /// Formats seconds since the epoch as RFC 3339 in UTC.
 pub fn rfc3339(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60
-    )
+    format!("{}Z", date_time(unix))
 }
 
 /// Parses an RFC 3339 timestamp (`Z` or `+hh:mm` offset, optional fraction)
@@ -44,27 +38,7 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         return None;
     }
     let (date_time, zone) = s.split_at(19);
-    let b = date_time.as_bytes();
-    if b[4] != b'-'
-        || b[7] != b'-'
-        || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| date_time.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, sec) = (
-        num(0..4)?,
-        num(5..7)?,
-        num(8..10)?,
-        num(11..13)?,
-        num(14..16)?,
-        num(17..19)?,
-    );
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
+    let local = parse_date_time(date_time)?;
     let mut zone = zone;
     if let Some(rest) = zone.strip_prefix('.') {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
@@ -83,7 +57,7 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    Some(days_from_civil(y, mo as u32, d as u32) * 86_400 + h * 3600 + mi * 60 + sec - offset)
+    Some(local - offset)
 }
 
 /// The age column of `kubectl get` (`5s`, `3m12s`, `4h`, `2d3h`, `400d`),
@@ -138,30 +112,6 @@ pub fn human_age(seconds: i64) -> String {
         };
     }
     format!("{}y", hours / 24 / 365)
-}
-
-// Howard Hinnant's civil-calendar algorithms.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = m as i64;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

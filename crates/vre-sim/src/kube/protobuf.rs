@@ -91,6 +91,24 @@ fn object_meta(msg: &[u8]) -> Option<Value> {
     .map(Value::Object)
 }
 
+/// A message of an `ObjectMeta` (field 1) and one more message (field 2),
+/// read by `second` into `key`.
+fn meta_and(msg: &[u8], key: &str, second: fn(&[u8]) -> Option<Value>) -> Option<Value> {
+    let mut m = Map::new();
+    for (n, f) in fields(msg)? {
+        match (n, f) {
+            (1, Field::Bytes(b)) => {
+                m.insert("metadata".into(), object_meta(b)?);
+            }
+            (2, Field::Bytes(b)) => {
+                m.insert(key.into(), second(b)?);
+            }
+            _ => {}
+        }
+    }
+    Some(Value::Object(m))
+}
+
 fn delete_options(msg: &[u8]) -> Option<Value> {
     let mut m = Map::new();
     let mut dry_run = Vec::new();
@@ -182,36 +200,10 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
     }
     let message = || bad(&format!("invalid {kind} message"));
     let mut obj = match kind.as_str() {
-        "Eviction" => {
-            let mut m = Map::new();
-            for (n, f) in fields(raw).ok_or_else(message)? {
-                match (n, f) {
-                    (1, Field::Bytes(b)) => {
-                        m.insert("metadata".into(), object_meta(b).ok_or_else(message)?);
-                    }
-                    (2, Field::Bytes(b)) => {
-                        m.insert("deleteOptions".into(), delete_options(b).ok_or_else(message)?);
-                    }
-                    _ => {}
-                }
-            }
-            Value::Object(m)
-        }
+        "Eviction" => meta_and(raw, "deleteOptions", delete_options).ok_or_else(message)?,
         "DeleteOptions" => delete_options(raw).ok_or_else(message)?,
         "SelfSubjectAccessReview" | "SubjectAccessReview" => {
-            let mut m = Map::new();
-            for (n, f) in fields(raw).ok_or_else(message)? {
-                match (n, f) {
-                    (1, Field::Bytes(b)) => {
-                        m.insert("metadata".into(), object_meta(b).ok_or_else(message)?);
-                    }
-                    (2, Field::Bytes(b)) => {
-                        m.insert("spec".into(), access_review_spec(b).ok_or_else(message)?);
-                    }
-                    _ => {}
-                }
-            }
-            Value::Object(m)
+            meta_and(raw, "spec", access_review_spec).ok_or_else(message)?
         }
         "SelfSubjectReview" => json!({}),
         other => {

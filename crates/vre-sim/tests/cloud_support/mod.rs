@@ -111,15 +111,25 @@ impl Sim {
         format!("{}{path}", self.handle.url())
     }
 
-    /// A token for `user` scoped to `project`.
-    pub async fn login(&self, user: &str, project: &str) -> String {
-        let response = self
-            .http
+    /// Keystone's answer to `POST /identity/v3/auth/tokens` with `body`
+    /// (no token sent).
+    pub async fn authenticate(&self, body: &Value) -> reqwest::Response {
+        self.http
             .post(self.url("/identity/v3/auth/tokens"))
-            .json(&password_auth(user, PASSWORD, project))
+            .json(body)
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// The JSON document at `url`, fetched with no token (version discovery).
+    pub async fn discover(&self, url: &str) -> Value {
+        self.http.get(url).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// A token for `user` scoped to `project`.
+    pub async fn login(&self, user: &str, project: &str) -> String {
+        let response = self.authenticate(&password_auth(user, PASSWORD, project)).await;
         assert_eq!(response.status(), StatusCode::CREATED, "login as {user}");
         response.headers()["x-subject-token"].to_str().unwrap().to_string()
     }

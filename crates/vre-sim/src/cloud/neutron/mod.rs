@@ -6,6 +6,7 @@ pub(crate) mod ipam;
 pub(crate) mod model;
 mod networks;
 mod ports;
+mod resource;
 mod routers;
 mod secgroups;
 
@@ -24,6 +25,8 @@ use super::app::Cloud;
 use super::clock::Micros;
 use super::keystone::AuthContext;
 use super::state::CloudState;
+use model::{FloatingIp, Network, Port, Router as NeutronRouter, SecurityGroup, SecurityGroupRule, Subnet};
+use resource::{create, delete, list, show, update};
 
 pub(crate) use networks::seed_public_network;
 pub(crate) use ports::{NicRequest, create_server_port, release_server_ports};
@@ -34,30 +37,33 @@ pub(crate) fn routes() -> Router<Arc<Cloud>> {
     Router::new()
         .route("/networking/v2.0", get(resources))
         .route("/networking/v2.0/", get(resources))
-        .route("/networking/v2.0/networks", get(networks::list).post(networks::create))
+        .route(
+            "/networking/v2.0/networks",
+            get(list::<Network>).post(create::<Network>),
+        )
         .route(
             "/networking/v2.0/networks/{id}",
-            get(networks::show).put(networks::update).delete(networks::delete),
+            get(show::<Network>).put(update::<Network>).delete(delete::<Network>),
         )
-        .route(
-            "/networking/v2.0/subnets",
-            get(networks::list_subnets).post(networks::create_subnet),
-        )
+        .route("/networking/v2.0/subnets", get(list::<Subnet>).post(create::<Subnet>))
         .route(
             "/networking/v2.0/subnets/{id}",
-            get(networks::show_subnet)
-                .put(networks::update_subnet)
-                .delete(networks::delete_subnet),
+            get(show::<Subnet>).put(update::<Subnet>).delete(delete::<Subnet>),
         )
-        .route("/networking/v2.0/ports", get(ports::list).post(ports::create))
+        .route("/networking/v2.0/ports", get(list::<Port>).post(create::<Port>))
         .route(
             "/networking/v2.0/ports/{id}",
-            get(ports::show).put(ports::update).delete(ports::delete),
+            get(show::<Port>).put(update::<Port>).delete(delete::<Port>),
         )
-        .route("/networking/v2.0/routers", get(routers::list).post(routers::create))
+        .route(
+            "/networking/v2.0/routers",
+            get(list::<NeutronRouter>).post(create::<NeutronRouter>),
+        )
         .route(
             "/networking/v2.0/routers/{id}",
-            get(routers::show).put(routers::update).delete(routers::delete),
+            get(show::<NeutronRouter>)
+                .put(update::<NeutronRouter>)
+                .delete(delete::<NeutronRouter>),
         )
         .route(
             "/networking/v2.0/routers/{id}/add_router_interface",
@@ -69,29 +75,31 @@ pub(crate) fn routes() -> Router<Arc<Cloud>> {
         )
         .route(
             "/networking/v2.0/floatingips",
-            get(routers::list_fips).post(routers::create_fip),
+            get(list::<FloatingIp>).post(create::<FloatingIp>),
         )
         .route(
             "/networking/v2.0/floatingips/{id}",
-            get(routers::show_fip)
-                .put(routers::update_fip)
-                .delete(routers::delete_fip),
+            get(show::<FloatingIp>)
+                .put(update::<FloatingIp>)
+                .delete(delete::<FloatingIp>),
         )
         .route(
             "/networking/v2.0/security-groups",
-            get(secgroups::list).post(secgroups::create),
+            get(secgroups::list).post(create::<SecurityGroup>),
         )
         .route(
             "/networking/v2.0/security-groups/{id}",
-            get(secgroups::show).put(secgroups::update).delete(secgroups::delete),
+            get(show::<SecurityGroup>)
+                .put(update::<SecurityGroup>)
+                .delete(delete::<SecurityGroup>),
         )
         .route(
             "/networking/v2.0/security-group-rules",
-            get(secgroups::list_rules).post(secgroups::create_rule),
+            get(list::<SecurityGroupRule>).post(create::<SecurityGroupRule>),
         )
         .route(
             "/networking/v2.0/security-group-rules/{id}",
-            get(secgroups::show_rule).delete(secgroups::delete_rule),
+            get(show::<SecurityGroupRule>).delete(delete::<SecurityGroupRule>),
         )
         .route(
             "/networking/v2.0/{kind}/{id}/tags",
@@ -252,9 +260,23 @@ fn tag_set<'a>(query: &'a Query, key: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// The attributes every Neutron resource has (standard-attr).
+const STANDARD_ATTRIBUTES: [&str; 9] = [
+    "id",
+    "name",
+    "description",
+    "project_id",
+    "tenant_id",
+    "created_at",
+    "updated_at",
+    "revision_number",
+    "tags",
+];
+
 /// Answers a list request: `items` are the caller's visible resources
-/// (rendered), `attributes` every attribute name the resource has (for
-/// rejecting unknown filters as Neutron's filter validation does).
+/// (rendered), `attributes` the attribute names the resource has beside
+/// [`STANDARD_ATTRIBUTES`] (for rejecting unknown filters as Neutron's
+/// filter validation does).
 pub(crate) fn list_response(
     cloud: &Cloud,
     collection: &str,
@@ -262,6 +284,7 @@ pub(crate) fn list_response(
     attributes: &[&str],
     query: &Query,
 ) -> ApiResult {
+    let known = |attribute: &str| STANDARD_ATTRIBUTES.contains(&attribute) || attributes.contains(&attribute);
     // Validate filters.
     let mut filters: Vec<(&str, Vec<&str>)> = Vec::new();
     for (key, _) in query.pairs() {
@@ -269,7 +292,7 @@ pub(crate) fn list_response(
             continue;
         }
         let attribute = if key == "tenant_id" { "project_id" } else { key.as_str() };
-        if !attributes.contains(&attribute) {
+        if !known(attribute) {
             return Err(
                 ApiError::bad_request(format!("['{key}'] is invalid attribute for filtering")).kind("HTTPBadRequest"),
             );
@@ -306,7 +329,7 @@ pub(crate) fn list_response(
     let keys = query.all("sort_key");
     let dirs = query.all("sort_dir");
     for key in &keys {
-        if !attributes.contains(key) {
+        if !known(key) {
             return Err(
                 ApiError::bad_request(format!("{key} is an invalid attribute for sort_keys")).kind("HTTPBadRequest"),
             );

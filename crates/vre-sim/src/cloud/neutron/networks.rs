@@ -2,35 +2,20 @@
 
 use std::net::Ipv4Addr;
 use std::str::FromStr;
-use std::sync::Arc;
 
-use axum::extract::{Extension, Path, RawQuery, State};
-use bytes::Bytes;
-use http::StatusCode;
 use serde_json::{Map, Value};
 
 use super::ipam::{Cidr, Pool, default_pools};
 use super::model::{HostRoute, Network, Standard, Subnet};
-use super::{
-    bad_request, in_use, invalid_input, list_response, not_found, opt_bool, opt_str, over_quota, owned, parse_create,
-    policy_denied, query, show_response,
-};
-use crate::cloud::api::{ApiError, ApiResult, empty_response};
-use crate::cloud::app::Cloud;
+use super::resource::{Change, Create, Delete, Resource, Update};
+use super::{bad_request, in_use, invalid_input, not_found, opt_bool, opt_str, over_quota, owned, policy_denied};
+use crate::cloud::api::{ApiError, ApiResult};
 use crate::cloud::clock::Micros;
 use crate::cloud::keystone::AuthContext;
 use crate::cloud::state::CloudState;
+use crate::cloud::table::Table;
 
-const NETWORK_ATTRIBUTES: [&str; 24] = [
-    "id",
-    "name",
-    "description",
-    "project_id",
-    "tenant_id",
-    "created_at",
-    "updated_at",
-    "revision_number",
-    "tags",
+const NETWORK_ATTRIBUTES: [&str; 15] = [
     "admin_state_up",
     "availability_zone_hints",
     "availability_zones",
@@ -48,16 +33,7 @@ const NETWORK_ATTRIBUTES: [&str; 24] = [
     "provider:segmentation_id",
 ];
 
-const SUBNET_ATTRIBUTES: [&str; 25] = [
-    "id",
-    "name",
-    "description",
-    "project_id",
-    "tenant_id",
-    "created_at",
-    "updated_at",
-    "revision_number",
-    "tags",
+const SUBNET_ATTRIBUTES: [&str; 16] = [
     "network_id",
     "cidr",
     "ip_version",
@@ -90,6 +66,28 @@ fn subnet_not_found(id: &str) -> ApiError {
 /// A network the caller can see: its own, shared or external ones.
 pub(crate) fn visible_network(n: &Network, auth: &AuthContext) -> bool {
     owned(auth, &n.std.project_id) || n.shared || n.external
+}
+
+impl Resource for Network {
+    const SINGULAR: &'static str = "network";
+    const COLLECTION: &'static str = "networks";
+    const ATTRIBUTES: &'static [&'static str] = &NETWORK_ATTRIBUTES;
+
+    fn table(s: &CloudState) -> &Table<Self> {
+        &s.networks
+    }
+
+    fn visible(_s: &CloudState, row: &Self, auth: &AuthContext) -> bool {
+        visible_network(row, auth)
+    }
+
+    fn render(_s: &CloudState, row: &Self, auth: &AuthContext) -> Map<String, Value> {
+        row.to_json(auth.is_admin(), false)
+    }
+
+    fn not_found(id: &str) -> ApiError {
+        network_not_found(id)
+    }
 }
 
 /// Seeds the external network `public` and `public-subnet`
@@ -130,70 +128,30 @@ pub(crate) fn seed_public_network(s: &mut CloudState, project_id: &str) {
     });
 }
 
-pub(super) async fn list(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    raw: RawQuery,
-) -> ApiResult {
-    let query = query(raw);
-    let items = cloud.read(|s| {
-        s.networks
-            .iter()
-            .filter(|n| visible_network(n, &auth))
-            .map(|n| n.to_json(auth.is_admin(), false))
-            .collect()
-    });
-    list_response(&cloud, "networks", items, &NETWORK_ATTRIBUTES, &query)
-}
+impl Create for Network {
+    const CREATE_FIELDS: &'static [&'static str] = &[
+        "name",
+        "description",
+        "admin_state_up",
+        "shared",
+        "router:external",
+        "port_security_enabled",
+        "mtu",
+        "tenant_id",
+        "project_id",
+        "provider:network_type",
+        "provider:physical_network",
+        "provider:segmentation_id",
+        "availability_zone_hints",
+        "is_default",
+        "tags",
+    ];
 
-pub(super) async fn show(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-    raw: RawQuery,
-) -> ApiResult {
-    let item = cloud
-        .read(|s| {
-            s.networks
-                .get(&id)
-                .filter(|n| visible_network(n, &auth))
-                .map(|n| n.to_json(auth.is_admin(), false))
-        })
-        .ok_or_else(|| network_not_found(&id))?;
-    Ok(show_response("network", item, &query(raw), StatusCode::OK))
-}
-
-pub(super) async fn create(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    body: Bytes,
-) -> ApiResult {
-    let body = parse_create(
-        &body,
-        "network",
-        &[
-            "name",
-            "description",
-            "admin_state_up",
-            "shared",
-            "router:external",
-            "port_security_enabled",
-            "mtu",
-            "tenant_id",
-            "project_id",
-            "provider:network_type",
-            "provider:physical_network",
-            "provider:segmentation_id",
-            "availability_zone_hints",
-            "is_default",
-            "tags",
-        ],
-    )?;
-    let now = Micros::now();
-    let quota = cloud.config.quotas.networks;
-    let item = cloud.write(|s| {
-        let external = opt_bool(&body, "router:external")?.unwrap_or(false);
-        let shared = opt_bool(&body, "shared")?.unwrap_or(false);
+    fn create(s: &mut CloudState, change: &Change<'_>, body: &Map<String, Value>) -> ApiResult<Map<String, Value>> {
+        let &Change { auth, quotas, now } = change;
+        let quota = quotas.networks;
+        let external = opt_bool(body, "router:external")?.unwrap_or(false);
+        let shared = opt_bool(body, "shared")?.unwrap_or(false);
         if !auth.is_admin() && external {
             return Err(policy_denied("create_network and rule:create_network:router:external"));
         }
@@ -205,7 +163,7 @@ pub(super) async fn create(
                 "create_network and rule:create_network:provider:network_type",
             ));
         }
-        let project_id = project_for(&body, &auth)?;
+        let project_id = project_for(body, auth)?;
         if s.networks.iter().filter(|n| n.std.project_id == project_id).count() >= quota as usize {
             return Err(over_quota("network"));
         }
@@ -219,26 +177,25 @@ pub(super) async fn create(
         };
         let id = s.uuid();
         let segmentation_id = Some(s.networks.len() as u32 + 1);
-        let mut std = Standard::new(id, &project_id, opt_str(&body, "name")?.unwrap_or(""), now);
-        std.description = opt_str(&body, "description")?.unwrap_or("").to_string();
+        let mut std = Standard::new(id, &project_id, opt_str(body, "name")?.unwrap_or(""), now);
+        std.description = opt_str(body, "description")?.unwrap_or("").to_string();
         let network = Network {
             std,
-            admin_state_up: opt_bool(&body, "admin_state_up")?.unwrap_or(true),
+            admin_state_up: opt_bool(body, "admin_state_up")?.unwrap_or(true),
             shared,
             external,
-            is_default: opt_bool(&body, "is_default")?.unwrap_or(false),
+            is_default: opt_bool(body, "is_default")?.unwrap_or(false),
             mtu,
-            port_security_enabled: opt_bool(&body, "port_security_enabled")?.unwrap_or(true),
-            network_type: opt_str(&body, "provider:network_type")?.unwrap_or("vxlan").to_string(),
-            physical_network: opt_str(&body, "provider:physical_network")?.map(str::to_string),
+            port_security_enabled: opt_bool(body, "port_security_enabled")?.unwrap_or(true),
+            network_type: opt_str(body, "provider:network_type")?.unwrap_or("vxlan").to_string(),
+            physical_network: opt_str(body, "provider:physical_network")?.map(str::to_string),
             segmentation_id,
             subnets: Vec::new(),
         };
         let json = network.to_json(auth.is_admin(), true);
         s.networks.insert(network);
         Ok(json)
-    })?;
-    Ok(show_response("network", item, &Default::default(), StatusCode::CREATED))
+    }
 }
 
 /// The owner of a new resource: the caller's project, or (admins only)
@@ -254,61 +211,62 @@ pub(crate) fn project_for(body: &Map<String, Value>, auth: &AuthContext) -> ApiR
     }
 }
 
-pub(super) async fn update(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult {
-    let body = parse_create(
-        &body,
-        "network",
-        &[
-            "name",
-            "description",
-            "admin_state_up",
-            "shared",
-            "router:external",
-            "port_security_enabled",
-            "mtu",
-            "is_default",
-        ],
-    )?;
-    let now = Micros::now();
-    let item = cloud.write(|s| {
-        let network = s.networks.get(&id).filter(|n| visible_network(n, &auth)).ok_or_else(|| network_not_found(&id))?;
-        if !owned(&auth, &network.std.project_id) {
+impl Update for Network {
+    const UPDATE_FIELDS: &'static [&'static str] = &[
+        "name",
+        "description",
+        "admin_state_up",
+        "shared",
+        "router:external",
+        "port_security_enabled",
+        "mtu",
+        "is_default",
+    ];
+
+    fn update(
+        s: &mut CloudState,
+        change: &Change<'_>,
+        id: &str,
+        body: &Map<String, Value>,
+    ) -> ApiResult<Map<String, Value>> {
+        let &Change { auth, now, .. } = change;
+        let network = Network::find(s, id, auth)?;
+        if !owned(auth, &network.std.project_id) {
             return Err(policy_denied("update_network"));
         }
         if !auth.is_admin() && (body.contains_key("router:external") || body.contains_key("shared")) {
             return Err(policy_denied("update_network:router:external"));
         }
-        if opt_bool(&body, "router:external")? == Some(false)
+        if opt_bool(body, "router:external")? == Some(false)
             && network.external
-            && s.ports.iter().any(|p| p.network_id == id && p.device_owner == "network:router_gateway")
+            && s.ports
+                .iter()
+                .any(|p| p.network_id == id && p.device_owner == "network:router_gateway")
         {
             return Err(in_use(
                 "ExternalNetworkInUse",
-                format!("External network {id} cannot be updated to be made non-external, since it has existing gateway ports."),
+                format!(
+                    "External network {id} cannot be updated to be made non-external, since it has existing gateway ports."
+                ),
             ));
         }
-        let network = s.networks.get_mut(&id).ok_or_else(|| network_not_found(&id))?;
-        if let Some(name) = opt_str(&body, "name")? {
+        let network = s.networks.get_mut(id).ok_or_else(|| network_not_found(id))?;
+        if let Some(name) = opt_str(body, "name")? {
             network.std.name = name.to_string();
         }
-        if let Some(d) = opt_str(&body, "description")? {
+        if let Some(d) = opt_str(body, "description")? {
             network.std.description = d.to_string();
         }
-        if let Some(v) = opt_bool(&body, "admin_state_up")? {
+        if let Some(v) = opt_bool(body, "admin_state_up")? {
             network.admin_state_up = v;
         }
-        if let Some(v) = opt_bool(&body, "shared")? {
+        if let Some(v) = opt_bool(body, "shared")? {
             network.shared = v;
         }
-        if let Some(v) = opt_bool(&body, "router:external")? {
+        if let Some(v) = opt_bool(body, "router:external")? {
             network.external = v;
         }
-        if let Some(v) = opt_bool(&body, "port_security_enabled")? {
+        if let Some(v) = opt_bool(body, "port_security_enabled")? {
             network.port_security_enabled = v;
         }
         if let Some(v) = body.get("mtu").and_then(Value::as_u64) {
@@ -324,18 +282,14 @@ pub(super) async fn update(
             }
         }
         Ok(json)
-    })?;
-    Ok(show_response("network", item, &Default::default(), StatusCode::OK))
+    }
 }
 
-pub(super) async fn delete(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-) -> ApiResult {
-    cloud.write(|s| {
-        let network = s.networks.get(&id).filter(|n| visible_network(n, &auth)).ok_or_else(|| network_not_found(&id))?;
-        if !owned(&auth, &network.std.project_id) {
+impl Delete for Network {
+    fn delete(s: &mut CloudState, change: &Change<'_>, id: &str) -> ApiResult<()> {
+        let &Change { auth, .. } = change;
+        let network = Network::find(s, id, auth)?;
+        if !owned(auth, &network.std.project_id) {
             return Err(policy_denied("delete_network"));
         }
         // Only ports Neutron owns itself (DHCP) go with the network.
@@ -359,10 +313,9 @@ pub(super) async fn delete(
             s.subnets.remove(&sid);
             s.index.ips.remove(&sid);
         }
-        s.networks.remove(&id);
+        s.networks.remove(id);
         Ok(())
-    })?;
-    Ok(empty_response(StatusCode::NO_CONTENT))
+    }
 }
 
 // ---- subnets ----
@@ -374,37 +327,26 @@ fn visible_subnet(s: &CloudState, sub: &Subnet, auth: &AuthContext) -> bool {
             .is_some_and(|n| visible_network(n, auth))
 }
 
-pub(super) async fn list_subnets(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    raw: RawQuery,
-) -> ApiResult {
-    let query = query(raw);
-    let items = cloud.read(|s| {
-        s.subnets
-            .iter()
-            .filter(|sub| visible_subnet(s, sub, &auth))
-            .map(Subnet::to_json)
-            .collect()
-    });
-    list_response(&cloud, "subnets", items, &SUBNET_ATTRIBUTES, &query)
-}
+impl Resource for Subnet {
+    const SINGULAR: &'static str = "subnet";
+    const COLLECTION: &'static str = "subnets";
+    const ATTRIBUTES: &'static [&'static str] = &SUBNET_ATTRIBUTES;
 
-pub(super) async fn show_subnet(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-    raw: RawQuery,
-) -> ApiResult {
-    let item = cloud
-        .read(|s| {
-            s.subnets
-                .get(&id)
-                .filter(|sub| visible_subnet(s, sub, &auth))
-                .map(Subnet::to_json)
-        })
-        .ok_or_else(|| subnet_not_found(&id))?;
-    Ok(show_response("subnet", item, &query(raw), StatusCode::OK))
+    fn table(s: &CloudState) -> &Table<Self> {
+        &s.subnets
+    }
+
+    fn visible(s: &CloudState, row: &Self, auth: &AuthContext) -> bool {
+        visible_subnet(s, row, auth)
+    }
+
+    fn render(_s: &CloudState, row: &Self, _auth: &AuthContext) -> Map<String, Value> {
+        row.to_json()
+    }
+
+    fn not_found(id: &str) -> ApiError {
+        subnet_not_found(id)
+    }
 }
 
 fn parse_ip(value: &Value) -> ApiResult<Ipv4Addr> {
@@ -515,46 +457,35 @@ fn check_gateway(gateway: Option<Ipv4Addr>, pools: &[Pool]) -> ApiResult<()> {
     Ok(())
 }
 
-pub(super) async fn create_subnet(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    body: Bytes,
-) -> ApiResult {
-    let body = parse_create(
-        &body,
-        "subnet",
-        &[
-            "name",
-            "description",
-            "network_id",
-            "cidr",
-            "ip_version",
-            "gateway_ip",
-            "allocation_pools",
-            "dns_nameservers",
-            "host_routes",
-            "enable_dhcp",
-            "tenant_id",
-            "project_id",
-            "ipv6_address_mode",
-            "ipv6_ra_mode",
-            "subnetpool_id",
-            "segment_id",
-            "service_types",
-            "prefixlen",
-            "use_default_subnetpool",
-        ],
-    )?;
-    let now = Micros::now();
-    let item = cloud.write(|s| {
-        let network_id = opt_str(&body, "network_id")?
+impl Create for Subnet {
+    const CREATE_FIELDS: &'static [&'static str] = &[
+        "name",
+        "description",
+        "network_id",
+        "cidr",
+        "ip_version",
+        "gateway_ip",
+        "allocation_pools",
+        "dns_nameservers",
+        "host_routes",
+        "enable_dhcp",
+        "tenant_id",
+        "project_id",
+        "ipv6_address_mode",
+        "ipv6_ra_mode",
+        "subnetpool_id",
+        "segment_id",
+        "service_types",
+        "prefixlen",
+        "use_default_subnetpool",
+    ];
+
+    fn create(s: &mut CloudState, change: &Change<'_>, body: &Map<String, Value>) -> ApiResult<Map<String, Value>> {
+        let &Change { auth, now, .. } = change;
+        let network_id = opt_str(body, "network_id")?
             .ok_or_else(|| bad_request("Failed to parse request. Required attribute 'network_id' not specified"))?;
-        let network = s
-            .networks
-            .get(network_id)
-            .filter(|n| visible_network(n, &auth))
-            .ok_or_else(|| network_not_found(network_id))?;
-        if !owned(&auth, &network.std.project_id) {
+        let network = Network::find(s, network_id, auth)?;
+        if !owned(auth, &network.std.project_id) {
             return Err(policy_denied("create_subnet"));
         }
         match body.get("ip_version") {
@@ -571,7 +502,7 @@ pub(super) async fn create_subnet(
                 ));
             }
         }
-        let cidr_text = opt_str(&body, "cidr")?
+        let cidr_text = opt_str(body, "cidr")?
             .ok_or_else(|| bad_request("a subnetpool must be specified in the absence of a cidr"))?;
         let cidr = match Cidr::parse(cidr_text) {
             Ok(c) => c,
@@ -614,11 +545,11 @@ pub(super) async fn create_subnet(
             None | Some(Value::Null) => Vec::new(),
             Some(v) => parse_routes(v)?,
         };
-        let project_id = project_for(&body, &auth)?;
+        let project_id = project_for(body, auth)?;
         let external = network.external;
         let id = s.uuid();
-        let mut std = Standard::new(id.clone(), &project_id, opt_str(&body, "name")?.unwrap_or(""), now);
-        std.description = opt_str(&body, "description")?.unwrap_or("").to_string();
+        let mut std = Standard::new(id.clone(), &project_id, opt_str(body, "name")?.unwrap_or(""), now);
+        std.description = opt_str(body, "description")?.unwrap_or("").to_string();
         std.revision = 0;
         let subnet = Subnet {
             std,
@@ -628,7 +559,7 @@ pub(super) async fn create_subnet(
             allocation_pools: pools,
             dns_nameservers: dns,
             host_routes: routes,
-            enable_dhcp: opt_bool(&body, "enable_dhcp")?.unwrap_or(true),
+            enable_dhcp: opt_bool(body, "enable_dhcp")?.unwrap_or(true),
             external,
         };
         let json = subnet.to_json();
@@ -638,38 +569,30 @@ pub(super) async fn create_subnet(
             n.std.touch(now);
         }
         Ok(json)
-    })?;
-    Ok(show_response("subnet", item, &Default::default(), StatusCode::CREATED))
+    }
 }
 
-pub(super) async fn update_subnet(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult {
-    let body = parse_create(
-        &body,
-        "subnet",
-        &[
-            "name",
-            "description",
-            "gateway_ip",
-            "allocation_pools",
-            "dns_nameservers",
-            "host_routes",
-            "enable_dhcp",
-            "service_types",
-        ],
-    )?;
-    let now = Micros::now();
-    let item = cloud.write(|s| {
-        let subnet = s
-            .subnets
-            .get(&id)
-            .filter(|sub| visible_subnet(s, sub, &auth))
-            .ok_or_else(|| subnet_not_found(&id))?;
-        if !owned(&auth, &subnet.std.project_id) {
+impl Update for Subnet {
+    const UPDATE_FIELDS: &'static [&'static str] = &[
+        "name",
+        "description",
+        "gateway_ip",
+        "allocation_pools",
+        "dns_nameservers",
+        "host_routes",
+        "enable_dhcp",
+        "service_types",
+    ];
+
+    fn update(
+        s: &mut CloudState,
+        change: &Change<'_>,
+        id: &str,
+        body: &Map<String, Value>,
+    ) -> ApiResult<Map<String, Value>> {
+        let &Change { auth, now, .. } = change;
+        let subnet = Subnet::find(s, id, auth)?;
+        if !owned(auth, &subnet.std.project_id) {
             return Err(policy_denied("update_subnet"));
         }
         let cidr = subnet.cidr;
@@ -680,7 +603,7 @@ pub(super) async fn update_subnet(
         };
         if gateway != subnet.gateway_ip
             && let Some(old) = subnet.gateway_ip
-            && let Some(port) = s.index.ips.get(&id).and_then(|a| a.owner(old))
+            && let Some(port) = s.index.ips.get(id).and_then(|a| a.owner(old))
         {
             return Err(in_use(
                 "GatewayIpInUse",
@@ -702,10 +625,10 @@ pub(super) async fn update_subnet(
             Some(Value::Null) => Vec::new(),
             Some(v) => parse_routes(v)?,
         };
-        let name = opt_str(&body, "name")?.map(str::to_string);
-        let description = opt_str(&body, "description")?.map(str::to_string);
-        let dhcp = opt_bool(&body, "enable_dhcp")?;
-        let subnet = s.subnets.get_mut(&id).ok_or_else(|| subnet_not_found(&id))?;
+        let name = opt_str(body, "name")?.map(str::to_string);
+        let description = opt_str(body, "description")?.map(str::to_string);
+        let dhcp = opt_bool(body, "enable_dhcp")?;
+        let subnet = s.subnets.get_mut(id).ok_or_else(|| subnet_not_found(id))?;
         subnet.gateway_ip = gateway;
         subnet.allocation_pools = pools;
         subnet.dns_nameservers = dns;
@@ -721,35 +644,31 @@ pub(super) async fn update_subnet(
         }
         subnet.std.touch(now);
         Ok(subnet.to_json())
-    })?;
-    Ok(show_response("subnet", item, &Default::default(), StatusCode::OK))
+    }
 }
 
-pub(super) async fn delete_subnet(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-) -> ApiResult {
-    let now = Micros::now();
-    cloud.write(|s| {
-        let subnet = s.subnets.get(&id).filter(|sub| visible_subnet(s, sub, &auth)).ok_or_else(|| subnet_not_found(&id))?;
-        if !owned(&auth, &subnet.std.project_id) {
+impl Delete for Subnet {
+    fn delete(s: &mut CloudState, change: &Change<'_>, id: &str) -> ApiResult<()> {
+        let &Change { auth, now, .. } = change;
+        let subnet = Subnet::find(s, id, auth)?;
+        if !owned(auth, &subnet.std.project_id) {
             return Err(policy_denied("delete_subnet"));
         }
-        if s.index.ips.get(&id).is_some_and(|a| !a.is_empty()) {
+        if s.index.ips.get(id).is_some_and(|a| !a.is_empty()) {
             return Err(in_use(
                 "SubnetInUse",
-                format!("Unable to complete operation on subnet {id}: One or more ports have an IP allocation from this subnet."),
+                format!(
+                    "Unable to complete operation on subnet {id}: One or more ports have an IP allocation from this subnet."
+                ),
             ));
         }
         let network_id = subnet.network_id.clone();
-        s.subnets.remove(&id);
-        s.index.ips.remove(&id);
+        s.subnets.remove(id);
+        s.index.ips.remove(id);
         if let Some(n) = s.networks.get_mut(&network_id) {
             n.subnets.retain(|x| *x != id);
             n.std.touch(now);
         }
         Ok(())
-    })?;
-    Ok(empty_response(StatusCode::NO_CONTENT))
+    }
 }

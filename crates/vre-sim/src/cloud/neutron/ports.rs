@@ -2,36 +2,21 @@
 
 use std::net::Ipv4Addr;
 use std::str::FromStr;
-use std::sync::Arc;
 
-use axum::extract::{Extension, Path, RawQuery, State};
-use bytes::Bytes;
-use http::StatusCode;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::model::{FixedIp, Port, Standard};
 use super::networks::{project_for, visible_network};
+use super::resource::{Change, Create, Delete, Resource, Update};
 use super::secgroups::{ensure_default_security_group, visible_group};
-use super::{
-    bad_request, in_use, invalid_input, list_response, not_found, opt_bool, opt_str, owned, parse_create,
-    policy_denied, query, show_response,
-};
-use crate::cloud::api::{ApiError, ApiResult, empty_response};
-use crate::cloud::app::Cloud;
+use super::{bad_request, in_use, invalid_input, not_found, opt_bool, opt_str, owned, policy_denied};
+use crate::cloud::api::{ApiError, ApiResult, Query};
 use crate::cloud::clock::Micros;
 use crate::cloud::keystone::AuthContext;
 use crate::cloud::state::CloudState;
+use crate::cloud::table::Table;
 
-const PORT_ATTRIBUTES: [&str; 29] = [
-    "id",
-    "name",
-    "description",
-    "project_id",
-    "tenant_id",
-    "created_at",
-    "updated_at",
-    "revision_number",
-    "tags",
+const PORT_ATTRIBUTES: [&str; 20] = [
     "network_id",
     "mac_address",
     "fixed_ips",
@@ -382,44 +367,38 @@ fn visible_port(p: &Port, auth: &AuthContext) -> bool {
     owned(auth, &p.std.project_id)
 }
 
-pub(super) async fn list(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    raw: RawQuery,
-) -> ApiResult {
-    let query = query(raw);
-    // `device_id` is the common filter (Nova, the provider): use the index.
-    let items = cloud.read(|s| {
-        let render = |p: &Port| p.to_json(auth.is_admin());
+impl Resource for Port {
+    const SINGULAR: &'static str = "port";
+    const COLLECTION: &'static str = "ports";
+    const ATTRIBUTES: &'static [&'static str] = &PORT_ATTRIBUTES;
+
+    fn table(s: &CloudState) -> &Table<Self> {
+        &s.ports
+    }
+
+    fn visible(_s: &CloudState, row: &Self, auth: &AuthContext) -> bool {
+        visible_port(row, auth)
+    }
+
+    fn render(_s: &CloudState, row: &Self, auth: &AuthContext) -> Map<String, Value> {
+        row.to_json(auth.is_admin())
+    }
+
+    fn not_found(id: &str) -> ApiError {
+        port_not_found(id)
+    }
+
+    /// `device_id` is the common filter (Nova, the provider): use the index.
+    fn candidates<'a>(s: &'a CloudState, query: &Query) -> Vec<&'a Self> {
         match query.all("device_id").as_slice() {
             [device] => s
                 .ports_of_device(device)
                 .iter()
                 .filter_map(|id| s.ports.get(id))
-                .filter(|p| visible_port(p, &auth))
-                .map(render)
-                .collect::<Vec<_>>(),
-            _ => s.ports.iter().filter(|p| visible_port(p, &auth)).map(render).collect(),
+                .collect(),
+            _ => s.ports.iter().collect(),
         }
-    });
-    list_response(&cloud, "ports", items, &PORT_ATTRIBUTES, &query)
-}
-
-pub(super) async fn show(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-    raw: RawQuery,
-) -> ApiResult {
-    let item = cloud
-        .read(|s| {
-            s.ports
-                .get(&id)
-                .filter(|p| visible_port(p, &auth))
-                .map(|p| p.to_json(auth.is_admin()))
-        })
-        .ok_or_else(|| port_not_found(&id))?;
-    Ok(show_response("port", item, &query(raw), StatusCode::OK))
+    }
 }
 
 const PORT_CREATE: [&str; 17] = [
@@ -442,81 +421,74 @@ const PORT_CREATE: [&str; 17] = [
     "extra_dhcp_opts",
 ];
 
-pub(super) async fn create(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    body: Bytes,
-) -> ApiResult {
-    let body = parse_create(&body, "port", &PORT_CREATE)?;
-    let now = Micros::now();
-    let item = cloud.write(|s| {
-        let network_id = opt_str(&body, "network_id")?
+impl Create for Port {
+    const CREATE_FIELDS: &'static [&'static str] = &PORT_CREATE;
+
+    fn create(s: &mut CloudState, change: &Change<'_>, body: &Map<String, Value>) -> ApiResult<Map<String, Value>> {
+        let &Change { auth, now, .. } = change;
+        let network_id = opt_str(body, "network_id")?
             .ok_or_else(|| bad_request("Failed to parse request. Required attribute 'network_id' not specified"))?;
         let network = s
             .networks
             .get(network_id)
-            .filter(|n| visible_network(n, &auth))
+            .filter(|n| visible_network(n, auth))
             .ok_or_else(|| not_found("NetworkNotFound", format!("Network {network_id} could not be found.")))?;
-        if network.external && !auth.is_admin() && !owned(&auth, &network.std.project_id) {
+        if network.external && !auth.is_admin() && !owned(auth, &network.std.project_id) {
             return Err(policy_denied("create_port and rule:create_port:fixed_ips"));
         }
         if !auth.is_admin() && body.contains_key("binding:host_id") {
             return Err(policy_denied("create_port:binding:host_id"));
         }
-        let mut spec = PortSpec::new(network_id, &project_for(&body, &auth)?);
+        let mut spec = PortSpec::new(network_id, &project_for(body, auth)?);
         ensure_default_security_group(s, &spec.project_id, now);
-        spec.name = opt_str(&body, "name")?.unwrap_or("").to_string();
-        spec.description = opt_str(&body, "description")?.unwrap_or("").to_string();
+        spec.name = opt_str(body, "name")?.unwrap_or("").to_string();
+        spec.description = opt_str(body, "description")?.unwrap_or("").to_string();
         spec.fixed_ips = body.get("fixed_ips").map(parse_fixed_ips).transpose()?;
-        spec.mac_address = opt_str(&body, "mac_address")?.map(str::to_string);
-        spec.device_id = opt_str(&body, "device_id")?.unwrap_or("").to_string();
-        spec.device_owner = opt_str(&body, "device_owner")?.unwrap_or("").to_string();
+        spec.mac_address = opt_str(body, "mac_address")?.map(str::to_string);
+        spec.device_id = opt_str(body, "device_id")?.unwrap_or("").to_string();
+        spec.device_owner = opt_str(body, "device_owner")?.unwrap_or("").to_string();
         spec.security_groups = match body.get("security_groups") {
             None => None,
             Some(Value::Null) => Some(Vec::new()),
             Some(v) => Some(string_list(v, "security group ids")?),
         };
-        spec.admin_state_up = opt_bool(&body, "admin_state_up")?.unwrap_or(true);
-        spec.port_security_enabled = opt_bool(&body, "port_security_enabled")?;
-        spec.binding_host = opt_str(&body, "binding:host_id")?.unwrap_or("").to_string();
+        spec.admin_state_up = opt_bool(body, "admin_state_up")?.unwrap_or(true);
+        spec.port_security_enabled = opt_bool(body, "port_security_enabled")?;
+        spec.binding_host = opt_str(body, "binding:host_id")?.unwrap_or("").to_string();
         if let Some(pairs) = body.get("allowed_address_pairs").and_then(Value::as_array) {
             spec.allowed_address_pairs = pairs.clone();
         }
         let id = create_port(s, spec, now)?;
         Ok(s.ports.get(&id).map(|p| p.to_json(auth.is_admin())).unwrap_or_default())
-    })?;
-    Ok(show_response("port", item, &Default::default(), StatusCode::CREATED))
+    }
 }
 
-pub(super) async fn update(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult {
-    let body = parse_create(
-        &body,
-        "port",
-        &[
-            "name",
-            "description",
-            "fixed_ips",
-            "device_id",
-            "device_owner",
-            "security_groups",
-            "admin_state_up",
-            "port_security_enabled",
-            "allowed_address_pairs",
-            "binding:host_id",
-            "binding:vnic_type",
-            "binding:profile",
-            "mac_address",
-            "extra_dhcp_opts",
-        ],
-    )?;
-    let now = Micros::now();
-    let item = cloud.write(|s| {
-        let port = s.ports.get(&id).filter(|p| visible_port(p, &auth)).ok_or_else(|| port_not_found(&id))?.clone();
+impl Update for Port {
+    const UPDATE_FIELDS: &'static [&'static str] = &[
+        "name",
+        "description",
+        "fixed_ips",
+        "device_id",
+        "device_owner",
+        "security_groups",
+        "admin_state_up",
+        "port_security_enabled",
+        "allowed_address_pairs",
+        "binding:host_id",
+        "binding:vnic_type",
+        "binding:profile",
+        "mac_address",
+        "extra_dhcp_opts",
+    ];
+
+    fn update(
+        s: &mut CloudState,
+        change: &Change<'_>,
+        id: &str,
+        body: &Map<String, Value>,
+    ) -> ApiResult<Map<String, Value>> {
+        let &Change { auth, now, .. } = change;
+        let port = Port::find(s, id, auth)?.clone();
         if body.contains_key("mac_address") && !auth.is_admin() {
             return Err(policy_denied("update_port:mac_address"));
         }
@@ -526,14 +498,17 @@ pub(super) async fn update(
             Some(v) => {
                 let groups = string_list(v, "security group ids")?;
                 for g in &groups {
-                    if !s.security_groups.get(g).is_some_and(|sg| visible_group(sg, &auth)) {
-                        return Err(not_found("SecurityGroupNotFound", format!("Security group {g} does not exist")));
+                    if !s.security_groups.get(g).is_some_and(|sg| visible_group(sg, auth)) {
+                        return Err(not_found(
+                            "SecurityGroupNotFound",
+                            format!("Security group {g} does not exist"),
+                        ));
                     }
                 }
                 Some(groups)
             }
         };
-        let port_security = opt_bool(&body, "port_security_enabled")?.unwrap_or(port.port_security_enabled);
+        let port_security = opt_bool(body, "port_security_enabled")?.unwrap_or(port.port_security_enabled);
         if !port_security && !groups.as_ref().unwrap_or(&port.security_groups).is_empty() {
             return Err(in_use(
                 "PortSecurityPortHasSecurityGroup",
@@ -550,41 +525,51 @@ pub(super) async fn update(
             match allocate(s, &port.network_id, Some(&requests)) {
                 Ok(new) => {
                     for f in &new {
-                        s.index.ips.entry(f.subnet_id.clone()).or_default().take(f.ip_address, &id);
+                        s.index
+                            .ips
+                            .entry(f.subnet_id.clone())
+                            .or_default()
+                            .take(f.ip_address, id);
                     }
-                    if let Some(p) = s.ports.get_mut(&id) {
+                    if let Some(p) = s.ports.get_mut(id) {
                         p.fixed_ips = new;
                     }
                 }
                 Err(e) => {
                     for f in &port.fixed_ips {
-                        s.index.ips.entry(f.subnet_id.clone()).or_default().take(f.ip_address, &id);
+                        s.index
+                            .ips
+                            .entry(f.subnet_id.clone())
+                            .or_default()
+                            .take(f.ip_address, id);
                     }
                     return Err(e);
                 }
             }
         }
         if body.contains_key("device_id") || body.contains_key("device_owner") || body.contains_key("binding:host_id") {
-            let device = opt_str(&body, "device_id")?.unwrap_or(&port.device_id).to_string();
-            let owner = opt_str(&body, "device_owner")?.unwrap_or(&port.device_owner).to_string();
-            let host = opt_str(&body, "binding:host_id")?.unwrap_or(&port.binding_host).to_string();
-            s.set_port_device(&id, &device, &owner, &host, now);
+            let device = opt_str(body, "device_id")?.unwrap_or(&port.device_id).to_string();
+            let owner = opt_str(body, "device_owner")?.unwrap_or(&port.device_owner).to_string();
+            let host = opt_str(body, "binding:host_id")?
+                .unwrap_or(&port.binding_host)
+                .to_string();
+            s.set_port_device(id, &device, &owner, &host, now);
         }
-        let p = s.ports.get_mut(&id).ok_or_else(|| port_not_found(&id))?;
-        if let Some(n) = opt_str(&body, "name")? {
+        let p = s.ports.get_mut(id).ok_or_else(|| port_not_found(id))?;
+        if let Some(n) = opt_str(body, "name")? {
             p.std.name = n.to_string();
         }
-        if let Some(d) = opt_str(&body, "description")? {
+        if let Some(d) = opt_str(body, "description")? {
             p.std.description = d.to_string();
         }
         if let Some(g) = groups {
             p.security_groups = g;
         }
-        if let Some(v) = opt_bool(&body, "admin_state_up")? {
+        if let Some(v) = opt_bool(body, "admin_state_up")? {
             p.admin_state_up = v;
         }
         p.port_security_enabled = port_security;
-        if let Some(mac) = opt_str(&body, "mac_address")? {
+        if let Some(mac) = opt_str(body, "mac_address")? {
             p.mac_address = mac.to_string();
         }
         if let Some(pairs) = body.get("allowed_address_pairs").and_then(Value::as_array) {
@@ -592,22 +577,13 @@ pub(super) async fn update(
         }
         p.std.touch(now);
         Ok(p.to_json(auth.is_admin()))
-    })?;
-    Ok(show_response("port", item, &Default::default(), StatusCode::OK))
+    }
 }
 
-pub(super) async fn delete(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-) -> ApiResult {
-    let now = Micros::now();
-    cloud.write(|s| {
-        let port = s
-            .ports
-            .get(&id)
-            .filter(|p| visible_port(p, &auth))
-            .ok_or_else(|| port_not_found(&id))?;
+impl Delete for Port {
+    fn delete(s: &mut CloudState, change: &Change<'_>, id: &str) -> ApiResult<()> {
+        let &Change { auth, now, .. } = change;
+        let port = Port::find(s, id, auth)?;
         if matches!(
             port.device_owner.as_str(),
             "network:router_interface" | "network:router_gateway" | "network:floatingip"
@@ -621,8 +597,7 @@ pub(super) async fn delete(
                 ),
             ));
         }
-        remove_port(s, &id, now);
+        remove_port(s, id, now);
         Ok(())
-    })?;
-    Ok(empty_response(StatusCode::NO_CONTENT))
+    }
 }

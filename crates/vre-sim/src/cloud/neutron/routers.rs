@@ -5,34 +5,24 @@ use std::net::Ipv4Addr;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use axum::extract::{Extension, Path, RawQuery, State};
+use axum::extract::{Extension, Path, State};
 use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::model::{FixedIp, FloatingIp, Gateway, HostRoute, Router, Standard};
+use super::model::{FixedIp, FloatingIp, Gateway, HostRoute, Port, Router, Standard};
 use super::networks::project_for;
-use super::ports::{FixedIpRequest, PortSpec, create_port, port_not_found, remove_port};
-use super::{
-    in_use, invalid_input, list_response, not_found, opt_bool, opt_str, over_quota, owned, parse_create, policy_denied,
-    query, show_response,
-};
-use crate::cloud::api::{ApiError, ApiResult, empty_response, json_body, json_response};
+use super::ports::{FixedIpRequest, PortSpec, create_port, remove_port};
+use super::resource::{Change, Create, Delete, Resource, Update};
+use super::{in_use, invalid_input, not_found, opt_bool, opt_str, over_quota, owned, policy_denied};
+use crate::cloud::api::{ApiError, ApiResult, json_body, json_response};
 use crate::cloud::app::Cloud;
 use crate::cloud::clock::Micros;
 use crate::cloud::keystone::AuthContext;
 use crate::cloud::state::CloudState;
+use crate::cloud::table::Table;
 
-const ROUTER_ATTRIBUTES: [&str; 20] = [
-    "id",
-    "name",
-    "description",
-    "project_id",
-    "tenant_id",
-    "created_at",
-    "updated_at",
-    "revision_number",
-    "tags",
+const ROUTER_ATTRIBUTES: [&str; 11] = [
     "admin_state_up",
     "status",
     "availability_zone_hints",
@@ -46,15 +36,7 @@ const ROUTER_ATTRIBUTES: [&str; 20] = [
     "enable_ndp_proxy",
 ];
 
-const FIP_ATTRIBUTES: [&str; 16] = [
-    "id",
-    "description",
-    "project_id",
-    "tenant_id",
-    "created_at",
-    "updated_at",
-    "revision_number",
-    "tags",
+const FIP_ATTRIBUTES: [&str; 7] = [
     "floating_network_id",
     "floating_ip_address",
     "port_id",
@@ -62,7 +44,6 @@ const FIP_ATTRIBUTES: [&str; 16] = [
     "router_id",
     "status",
     "port_details",
-    "name",
 ];
 
 fn router_not_found(id: &str) -> ApiError {
@@ -104,37 +85,26 @@ fn interfaces(s: &CloudState, router_id: &str) -> Vec<String> {
         .collect()
 }
 
-pub(super) async fn list(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    raw: RawQuery,
-) -> ApiResult {
-    let query = query(raw);
-    let items = cloud.read(|s| {
-        s.routers
-            .iter()
-            .filter(|r| owned(&auth, &r.std.project_id))
-            .map(|r| router_json(s, r, auth.is_admin()))
-            .collect()
-    });
-    list_response(&cloud, "routers", items, &ROUTER_ATTRIBUTES, &query)
-}
+impl Resource for Router {
+    const SINGULAR: &'static str = "router";
+    const COLLECTION: &'static str = "routers";
+    const ATTRIBUTES: &'static [&'static str] = &ROUTER_ATTRIBUTES;
 
-pub(super) async fn show(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-    raw: RawQuery,
-) -> ApiResult {
-    let item = cloud
-        .read(|s| {
-            s.routers
-                .get(&id)
-                .filter(|r| owned(&auth, &r.std.project_id))
-                .map(|r| router_json(s, r, auth.is_admin()))
-        })
-        .ok_or_else(|| router_not_found(&id))?;
-    Ok(show_response("router", item, &query(raw), StatusCode::OK))
+    fn table(s: &CloudState) -> &Table<Self> {
+        &s.routers
+    }
+
+    fn visible(_s: &CloudState, row: &Self, auth: &AuthContext) -> bool {
+        owned(auth, &row.std.project_id)
+    }
+
+    fn render(s: &CloudState, row: &Self, auth: &AuthContext) -> Map<String, Value> {
+        router_json(s, row, auth.is_admin())
+    }
+
+    fn not_found(id: &str) -> ApiError {
+        router_not_found(id)
+    }
 }
 
 /// Sets (or clears, with `None`) a router's external gateway.
@@ -254,41 +224,34 @@ fn parse_routes(value: Option<&Value>) -> ApiResult<Option<Vec<HostRoute>>> {
     }
 }
 
-pub(super) async fn create(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    body: Bytes,
-) -> ApiResult {
-    let body = parse_create(
-        &body,
-        "router",
-        &[
-            "name",
-            "description",
-            "admin_state_up",
-            "external_gateway_info",
-            "tenant_id",
-            "project_id",
-            "distributed",
-            "ha",
-            "availability_zone_hints",
-            "flavor_id",
-            "routes",
-            "tags",
-        ],
-    )?;
-    let now = Micros::now();
-    let item = cloud.write(|s| {
+impl Create for Router {
+    const CREATE_FIELDS: &'static [&'static str] = &[
+        "name",
+        "description",
+        "admin_state_up",
+        "external_gateway_info",
+        "tenant_id",
+        "project_id",
+        "distributed",
+        "ha",
+        "availability_zone_hints",
+        "flavor_id",
+        "routes",
+        "tags",
+    ];
+
+    fn create(s: &mut CloudState, change: &Change<'_>, body: &Map<String, Value>) -> ApiResult<Map<String, Value>> {
+        let &Change { auth, now, .. } = change;
         if !auth.is_admin() && (body.contains_key("distributed") || body.contains_key("ha")) {
             return Err(policy_denied("create_router:distributed"));
         }
-        let project_id = project_for(&body, &auth)?;
+        let project_id = project_for(body, auth)?;
         let id = s.uuid();
-        let mut std = Standard::new(id.clone(), &project_id, opt_str(&body, "name")?.unwrap_or(""), now);
-        std.description = opt_str(&body, "description")?.unwrap_or("").to_string();
+        let mut std = Standard::new(id.clone(), &project_id, opt_str(body, "name")?.unwrap_or(""), now);
+        std.description = opt_str(body, "description")?.unwrap_or("").to_string();
         s.routers.insert(Router {
             std,
-            admin_state_up: opt_bool(&body, "admin_state_up")?.unwrap_or(true),
+            admin_state_up: opt_bool(body, "admin_state_up")?.unwrap_or(true),
             gateway: None,
             routes: parse_routes(body.get("routes"))?.unwrap_or_default(),
         });
@@ -302,47 +265,40 @@ pub(super) async fn create(
         }
         let r = s.routers.get(&id).cloned().ok_or_else(|| router_not_found(&id))?;
         Ok(router_json(s, &r, auth.is_admin()))
-    })?;
-    Ok(show_response("router", item, &Default::default(), StatusCode::CREATED))
+    }
 }
 
-pub(super) async fn update(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult {
-    let body = parse_create(
-        &body,
-        "router",
-        &[
-            "name",
-            "description",
-            "admin_state_up",
-            "external_gateway_info",
-            "routes",
-            "distributed",
-            "ha",
-        ],
-    )?;
-    let now = Micros::now();
-    let item = cloud.write(|s| {
-        s.routers
-            .get(&id)
-            .filter(|r| owned(&auth, &r.std.project_id))
-            .ok_or_else(|| router_not_found(&id))?;
+impl Update for Router {
+    const UPDATE_FIELDS: &'static [&'static str] = &[
+        "name",
+        "description",
+        "admin_state_up",
+        "external_gateway_info",
+        "routes",
+        "distributed",
+        "ha",
+    ];
+
+    fn update(
+        s: &mut CloudState,
+        change: &Change<'_>,
+        id: &str,
+        body: &Map<String, Value>,
+    ) -> ApiResult<Map<String, Value>> {
+        let &Change { auth, now, .. } = change;
+        Router::find(s, id, auth)?;
         if body.contains_key("external_gateway_info") {
-            set_gateway(s, &id, body.get("external_gateway_info"), now)?;
+            set_gateway(s, id, body.get("external_gateway_info"), now)?;
         }
         let routes = parse_routes(body.get("routes"))?;
-        let r = s.routers.get_mut(&id).ok_or_else(|| router_not_found(&id))?;
-        if let Some(n) = opt_str(&body, "name")? {
+        let r = s.routers.get_mut(id).ok_or_else(|| router_not_found(id))?;
+        if let Some(n) = opt_str(body, "name")? {
             r.std.name = n.to_string();
         }
-        if let Some(d) = opt_str(&body, "description")? {
+        if let Some(d) = opt_str(body, "description")? {
             r.std.description = d.to_string();
         }
-        if let Some(v) = opt_bool(&body, "admin_state_up")? {
+        if let Some(v) = opt_bool(body, "admin_state_up")? {
             r.admin_state_up = v;
         }
         if let Some(routes) = routes {
@@ -351,23 +307,14 @@ pub(super) async fn update(
         r.std.touch(now);
         let r = r.clone();
         Ok(router_json(s, &r, auth.is_admin()))
-    })?;
-    Ok(show_response("router", item, &Default::default(), StatusCode::OK))
+    }
 }
 
-pub(super) async fn delete(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-) -> ApiResult {
-    let now = Micros::now();
-    cloud.write(|s| {
-        let router = s
-            .routers
-            .get(&id)
-            .filter(|r| owned(&auth, &r.std.project_id))
-            .ok_or_else(|| router_not_found(&id))?;
-        let attached = interfaces(s, &id);
+impl Delete for Router {
+    fn delete(s: &mut CloudState, change: &Change<'_>, id: &str) -> ApiResult<()> {
+        let &Change { auth, now, .. } = change;
+        let router = Router::find(s, id, auth)?;
+        let attached = interfaces(s, id);
         if !attached.is_empty() {
             return Err(in_use(
                 "RouterInUse",
@@ -377,10 +324,9 @@ pub(super) async fn delete(
         if let Some(g) = router.gateway.clone() {
             remove_port(s, &g.port_id, now);
         }
-        s.routers.remove(&id);
+        s.routers.remove(id);
         Ok(())
-    })?;
-    Ok(empty_response(StatusCode::NO_CONTENT))
+    }
 }
 
 fn interface_body(body: &[u8]) -> ApiResult<(Option<String>, Option<String>)> {
@@ -419,7 +365,7 @@ pub(super) async fn add_interface(
     let (subnet_id, port_id) = interface_body(&body)?;
     let now = Micros::now();
     let info = cloud.write(|s| {
-        let router = s.routers.get(&id).filter(|r| owned(&auth, &r.std.project_id)).ok_or_else(|| router_not_found(&id))?.clone();
+        let router = Router::find(s, &id, &auth)?.clone();
         let existing: Vec<String> = interfaces(s, &id)
             .iter()
             .filter_map(|p| s.ports.get(p))
@@ -467,7 +413,7 @@ pub(super) async fn add_interface(
                 })?
             }
             (None, Some(port_id)) => {
-                let port = s.ports.get(&port_id).filter(|p| owned(&auth, &p.std.project_id)).ok_or_else(|| port_not_found(&port_id))?;
+                let port = Port::find(s, &port_id, &auth)?;
                 if !port.device_id.is_empty() {
                     return Err(in_use(
                         "PortInUse",
@@ -503,7 +449,7 @@ pub(super) async fn remove_interface(
     let (subnet_id, port_id) = interface_body(&body)?;
     let now = Micros::now();
     let info = cloud.write(|s| {
-        let router = s.routers.get(&id).filter(|r| owned(&auth, &r.std.project_id)).ok_or_else(|| router_not_found(&id))?.clone();
+        let router = Router::find(s, &id, &auth)?.clone();
         let ports = interfaces(s, &id);
         let port_id = match (&subnet_id, &port_id) {
             (_, Some(port_id)) => ports.iter().find(|p| *p == port_id).cloned().ok_or_else(|| {
@@ -545,37 +491,26 @@ fn fip_json(s: &CloudState, f: &FloatingIp) -> Map<String, Value> {
     f.to_json(f.port_id.as_deref().and_then(|p| s.ports.get(p)))
 }
 
-pub(super) async fn list_fips(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    raw: RawQuery,
-) -> ApiResult {
-    let query = query(raw);
-    let items = cloud.read(|s| {
-        s.floating_ips
-            .iter()
-            .filter(|f| owned(&auth, &f.std.project_id))
-            .map(|f| fip_json(s, f))
-            .collect()
-    });
-    list_response(&cloud, "floatingips", items, &FIP_ATTRIBUTES, &query)
-}
+impl Resource for FloatingIp {
+    const SINGULAR: &'static str = "floatingip";
+    const COLLECTION: &'static str = "floatingips";
+    const ATTRIBUTES: &'static [&'static str] = &FIP_ATTRIBUTES;
 
-pub(super) async fn show_fip(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-    raw: RawQuery,
-) -> ApiResult {
-    let item = cloud
-        .read(|s| {
-            s.floating_ips
-                .get(&id)
-                .filter(|f| owned(&auth, &f.std.project_id))
-                .map(|f| fip_json(s, f))
-        })
-        .ok_or_else(|| fip_not_found(&id))?;
-    Ok(show_response("floatingip", item, &query(raw), StatusCode::OK))
+    fn table(s: &CloudState) -> &Table<Self> {
+        &s.floating_ips
+    }
+
+    fn visible(_s: &CloudState, row: &Self, auth: &AuthContext) -> bool {
+        owned(auth, &row.std.project_id)
+    }
+
+    fn render(s: &CloudState, row: &Self, _auth: &AuthContext) -> Map<String, Value> {
+        fip_json(s, row)
+    }
+
+    fn not_found(id: &str) -> ApiError {
+        fip_not_found(id)
+    }
 }
 
 /// Where a floating IP on `external_net` can reach `port_id`: the fixed IP
@@ -588,11 +523,7 @@ fn association(
     port_id: &str,
     fixed_ip: Option<Ipv4Addr>,
 ) -> ApiResult<(Ipv4Addr, String)> {
-    let port = s
-        .ports
-        .get(port_id)
-        .filter(|p| owned(auth, &p.std.project_id))
-        .ok_or_else(|| port_not_found(port_id))?;
+    let port = Port::find(s, port_id, auth)?;
     let fixed = match fixed_ip {
         Some(ip) => port
             .fixed_ips
@@ -655,32 +586,25 @@ fn optional_ip(body: &Map<String, Value>, key: &str) -> ApiResult<Option<Ipv4Add
     }
 }
 
-pub(super) async fn create_fip(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    body: Bytes,
-) -> ApiResult {
-    let body = parse_create(
-        &body,
-        "floatingip",
-        &[
-            "floating_network_id",
-            "floating_ip_address",
-            "subnet_id",
-            "port_id",
-            "fixed_ip_address",
-            "description",
-            "tenant_id",
-            "project_id",
-            "dns_name",
-            "dns_domain",
-            "qos_policy_id",
-        ],
-    )?;
-    let now = Micros::now();
-    let quota = cloud.config.quotas.floating_ips as usize;
-    let item = cloud.write(|s| {
-        let network_id = opt_str(&body, "floating_network_id")?.ok_or_else(|| {
+impl Create for FloatingIp {
+    const CREATE_FIELDS: &'static [&'static str] = &[
+        "floating_network_id",
+        "floating_ip_address",
+        "subnet_id",
+        "port_id",
+        "fixed_ip_address",
+        "description",
+        "tenant_id",
+        "project_id",
+        "dns_name",
+        "dns_domain",
+        "qos_policy_id",
+    ];
+
+    fn create(s: &mut CloudState, change: &Change<'_>, body: &Map<String, Value>) -> ApiResult<Map<String, Value>> {
+        let &Change { auth, quotas, now } = change;
+        let quota = quotas.floating_ips as usize;
+        let network_id = opt_str(body, "floating_network_id")?.ok_or_else(|| {
             ApiError::bad_request("Failed to parse request. Required attribute 'floating_network_id' not specified")
                 .kind("BadRequest")
         })?;
@@ -693,24 +617,24 @@ pub(super) async fn create_fip(
                 "Network {network_id} is not a valid external network"
             )));
         }
-        let address = optional_ip(&body, "floating_ip_address")?;
+        let address = optional_ip(body, "floating_ip_address")?;
         if address.is_some() && !auth.is_admin() {
             return Err(policy_denied("create_floatingip:floating_ip_address"));
         }
-        let project_id = project_for(&body, &auth)?;
+        let project_id = project_for(body, auth)?;
         if s.floating_ips.iter().filter(|f| f.std.project_id == project_id).count() >= quota {
             return Err(over_quota("floatingip"));
         }
         let id = s.uuid();
-        let association = match opt_str(&body, "port_id")? {
+        let association = match opt_str(body, "port_id")? {
             Some(port_id) => {
                 let (fixed, router) = association(
                     s,
-                    &auth,
+                    auth,
                     &id,
                     network_id,
                     port_id,
-                    optional_ip(&body, "fixed_ip_address")?,
+                    optional_ip(body, "fixed_ip_address")?,
                 )?;
                 Some((port_id.to_string(), fixed, router))
             }
@@ -720,7 +644,7 @@ pub(super) async fn create_fip(
         spec.device_id = id.clone();
         spec.device_owner = "network:floatingip".into();
         spec.security_groups = Some(Vec::new());
-        let subnet_id = opt_str(&body, "subnet_id")?.map(str::to_string);
+        let subnet_id = opt_str(body, "subnet_id")?.map(str::to_string);
         if subnet_id.is_some() || address.is_some() {
             spec.fixed_ips = Some(vec![FixedIpRequest {
                 subnet_id,
@@ -735,7 +659,7 @@ pub(super) async fn create_fip(
             .map(|f| f.ip_address)
             .ok_or_else(|| bad_request_no_ip(network_id))?;
         let mut std = Standard::new(id.clone(), &project_id, "", now);
-        std.description = opt_str(&body, "description")?.unwrap_or("").to_string();
+        std.description = opt_str(body, "description")?.unwrap_or("").to_string();
         std.revision = 0;
         s.floating_ips.insert(FloatingIp {
             std,
@@ -752,13 +676,7 @@ pub(super) async fn create_fip(
         }
         let f = s.floating_ips.get(&id).cloned().ok_or_else(|| fip_not_found(&id))?;
         Ok(fip_json(s, &f))
-    })?;
-    Ok(show_response(
-        "floatingip",
-        item,
-        &Default::default(),
-        StatusCode::CREATED,
-    ))
+    }
 }
 
 fn bad_request_no_ip(network_id: &str) -> ApiError {
@@ -768,83 +686,64 @@ fn bad_request_no_ip(network_id: &str) -> ApiError {
     .kind("ExternalIpAddressExhausted")
 }
 
-pub(super) async fn update_fip(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult {
-    let body = parse_create(
-        &body,
-        "floatingip",
-        &["port_id", "fixed_ip_address", "description", "qos_policy_id"],
-    )?;
-    let now = Micros::now();
-    let item = cloud.write(|s| {
-        let fip = s
-            .floating_ips
-            .get(&id)
-            .filter(|f| owned(&auth, &f.std.project_id))
-            .ok_or_else(|| fip_not_found(&id))?
-            .clone();
+impl Update for FloatingIp {
+    const UPDATE_FIELDS: &'static [&'static str] = &["port_id", "fixed_ip_address", "description", "qos_policy_id"];
+
+    fn update(
+        s: &mut CloudState,
+        change: &Change<'_>,
+        id: &str,
+        body: &Map<String, Value>,
+    ) -> ApiResult<Map<String, Value>> {
+        let &Change { auth, now, .. } = change;
+        let fip = FloatingIp::find(s, id, auth)?.clone();
         if body.contains_key("port_id") {
             let old_port = fip.port_id.clone();
-            match opt_str(&body, "port_id")? {
+            match opt_str(body, "port_id")? {
                 Some(port_id) => {
                     let (fixed, router) = association(
                         s,
-                        &auth,
-                        &id,
+                        auth,
+                        id,
                         &fip.floating_network_id,
                         port_id,
-                        optional_ip(&body, "fixed_ip_address")?,
+                        optional_ip(body, "fixed_ip_address")?,
                     )?;
-                    s.set_fip_port(&id, Some((port_id.to_string(), fixed, router)), now);
+                    s.set_fip_port(id, Some((port_id.to_string(), fixed, router)), now);
                     if let Some(old) = old_port.filter(|o| o != port_id) {
                         s.notify_addresses(&old);
                     }
                     s.notify_addresses(port_id);
                 }
                 None => {
-                    s.set_fip_port(&id, None, now);
+                    s.set_fip_port(id, None, now);
                     if let Some(old) = old_port {
                         s.notify_addresses(&old);
                     }
                 }
             }
         }
-        if let Some(d) = opt_str(&body, "description")?
-            && let Some(f) = s.floating_ips.get_mut(&id)
+        if let Some(d) = opt_str(body, "description")?
+            && let Some(f) = s.floating_ips.get_mut(id)
         {
             f.std.description = d.to_string();
             f.std.touch(now);
         }
-        let f = s.floating_ips.get(&id).cloned().ok_or_else(|| fip_not_found(&id))?;
+        let f = s.floating_ips.get(id).cloned().ok_or_else(|| fip_not_found(id))?;
         Ok(fip_json(s, &f))
-    })?;
-    Ok(show_response("floatingip", item, &Default::default(), StatusCode::OK))
+    }
 }
 
-pub(super) async fn delete_fip(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-) -> ApiResult {
-    let now = Micros::now();
-    cloud.write(|s| {
-        let fip = s
-            .floating_ips
-            .get(&id)
-            .filter(|f| owned(&auth, &f.std.project_id))
-            .ok_or_else(|| fip_not_found(&id))?
-            .clone();
+impl Delete for FloatingIp {
+    fn delete(s: &mut CloudState, change: &Change<'_>, id: &str) -> ApiResult<()> {
+        let &Change { auth, now, .. } = change;
+        let fip = FloatingIp::find(s, id, auth)?.clone();
         if let Some(port) = &fip.port_id {
-            s.set_fip_port(&id, None, now);
+            s.set_fip_port(id, None, now);
             s.notify_addresses(port);
         }
-        s.floating_ips.remove(&id);
+        s.floating_ips.remove(id);
         s.remove_port(&fip.floating_port_id);
         Ok(())
-    })?;
-    Ok(empty_response(StatusCode::NO_CONTENT))
+    }
 }

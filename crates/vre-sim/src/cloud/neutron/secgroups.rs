@@ -3,47 +3,23 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Extension, Path, RawQuery, State};
-use bytes::Bytes;
-use http::StatusCode;
+use axum::extract::{Extension, RawQuery, State};
 use serde_json::{Map, Value};
 
 use super::model::{RuleSpec, SecurityGroup, SecurityGroupRule, Standard};
 use super::networks::project_for;
-use super::{
-    in_use, invalid_input, list_response, not_found, opt_bool, opt_str, over_quota, owned, parse_create, query,
-    show_response,
-};
-use crate::cloud::api::{ApiError, ApiResult, empty_response};
+use super::resource::{Change, Create, Delete, Resource, Update};
+use super::{in_use, invalid_input, list_response, not_found, opt_bool, opt_str, over_quota, owned, query};
+use crate::cloud::api::{ApiError, ApiResult};
 use crate::cloud::app::Cloud;
 use crate::cloud::clock::Micros;
 use crate::cloud::keystone::AuthContext;
 use crate::cloud::state::CloudState;
+use crate::cloud::table::Table;
 
-const GROUP_ATTRIBUTES: [&str; 12] = [
-    "id",
-    "name",
-    "description",
-    "project_id",
-    "tenant_id",
-    "created_at",
-    "updated_at",
-    "revision_number",
-    "tags",
-    "stateful",
-    "shared",
-    "security_group_rules",
-];
+const GROUP_ATTRIBUTES: [&str; 3] = ["stateful", "shared", "security_group_rules"];
 
-const RULE_ATTRIBUTES: [&str; 20] = [
-    "id",
-    "description",
-    "project_id",
-    "tenant_id",
-    "created_at",
-    "updated_at",
-    "revision_number",
-    "tags",
+const RULE_ATTRIBUTES: [&str; 11] = [
     "security_group_id",
     "direction",
     "ethertype",
@@ -55,7 +31,6 @@ const RULE_ATTRIBUTES: [&str; 20] = [
     "remote_group_id",
     "remote_address_group_id",
     "belongs_to_default_sg",
-    "name",
 ];
 
 /// IANA protocol numbers of the names Neutron accepts.
@@ -198,6 +173,50 @@ fn group_json(s: &CloudState, g: &SecurityGroup) -> Map<String, Value> {
     g.to_json(rules)
 }
 
+impl Resource for SecurityGroup {
+    const SINGULAR: &'static str = "security_group";
+    const COLLECTION: &'static str = "security-groups";
+    const ATTRIBUTES: &'static [&'static str] = &GROUP_ATTRIBUTES;
+
+    fn table(s: &CloudState) -> &Table<Self> {
+        &s.security_groups
+    }
+
+    fn visible(_s: &CloudState, row: &Self, auth: &AuthContext) -> bool {
+        visible_group(row, auth)
+    }
+
+    fn render(s: &CloudState, row: &Self, _auth: &AuthContext) -> Map<String, Value> {
+        group_json(s, row)
+    }
+
+    fn not_found(id: &str) -> ApiError {
+        group_not_found(id)
+    }
+}
+
+impl Resource for SecurityGroupRule {
+    const SINGULAR: &'static str = "security_group_rule";
+    const COLLECTION: &'static str = "security-group-rules";
+    const ATTRIBUTES: &'static [&'static str] = &RULE_ATTRIBUTES;
+
+    fn table(s: &CloudState) -> &Table<Self> {
+        &s.security_group_rules
+    }
+
+    fn visible(_s: &CloudState, row: &Self, auth: &AuthContext) -> bool {
+        owned(auth, &row.std.project_id)
+    }
+
+    fn render(_s: &CloudState, row: &Self, _auth: &AuthContext) -> Map<String, Value> {
+        row.to_json(false)
+    }
+
+    fn not_found(id: &str) -> ApiError {
+        rule_not_found(id)
+    }
+}
+
 pub(super) async fn list(
     State(cloud): State<Arc<Cloud>>,
     Extension(auth): Extension<AuthContext>,
@@ -224,39 +243,16 @@ pub(super) async fn list(
     list_response(&cloud, "security-groups", items, &GROUP_ATTRIBUTES, &query)
 }
 
-pub(super) async fn show(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-    raw: RawQuery,
-) -> ApiResult {
-    let item = cloud
-        .read(|s| {
-            s.security_groups
-                .get(&id)
-                .filter(|g| visible_group(g, &auth))
-                .map(|g| group_json(s, g))
-        })
-        .ok_or_else(|| group_not_found(&id))?;
-    Ok(show_response("security_group", item, &query(raw), StatusCode::OK))
-}
+impl Create for SecurityGroup {
+    const CREATE_FIELDS: &'static [&'static str] =
+        &["name", "description", "stateful", "tenant_id", "project_id", "tags"];
 
-pub(super) async fn create(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    body: Bytes,
-) -> ApiResult {
-    let body = parse_create(
-        &body,
-        "security_group",
-        &["name", "description", "stateful", "tenant_id", "project_id", "tags"],
-    )?;
-    let now = Micros::now();
-    let quota = cloud.config.quotas.security_groups as usize;
-    let item = cloud.write(|s| {
-        let project_id = project_for(&body, &auth)?;
+    fn create(s: &mut CloudState, change: &Change<'_>, body: &Map<String, Value>) -> ApiResult<Map<String, Value>> {
+        let &Change { auth, quotas, now } = change;
+        let quota = quotas.security_groups as usize;
+        let project_id = project_for(body, auth)?;
         ensure_default_security_group(s, &project_id, now);
-        let name = opt_str(&body, "name")?.unwrap_or("");
+        let name = opt_str(body, "name")?.unwrap_or("");
         if name == "default" {
             return Err(in_use(
                 "SecurityGroupDefaultAlreadyExists",
@@ -275,38 +271,33 @@ pub(super) async fn create(
             s,
             &project_id,
             name,
-            opt_str(&body, "description")?.unwrap_or(""),
+            opt_str(body, "description")?.unwrap_or(""),
             false,
             now,
         );
-        group.stateful = opt_bool(&body, "stateful")?.unwrap_or(true);
+        group.stateful = opt_bool(body, "stateful")?.unwrap_or(true);
         let json = group_json(s, &group);
         s.security_groups.insert(group);
         Ok(json)
-    })?;
-    Ok(show_response(
-        "security_group",
-        item,
-        &Default::default(),
-        StatusCode::CREATED,
-    ))
+    }
 }
 
-pub(super) async fn update(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult {
-    let body = parse_create(&body, "security_group", &["name", "description", "stateful"])?;
-    let now = Micros::now();
-    let item = cloud.write(|s| {
+impl Update for SecurityGroup {
+    const UPDATE_FIELDS: &'static [&'static str] = &["name", "description", "stateful"];
+
+    fn update(
+        s: &mut CloudState,
+        change: &Change<'_>,
+        id: &str,
+        body: &Map<String, Value>,
+    ) -> ApiResult<Map<String, Value>> {
+        let &Change { auth, now, .. } = change;
         let group = s
             .security_groups
-            .get_mut(&id)
-            .filter(|g| visible_group(g, &auth))
-            .ok_or_else(|| group_not_found(&id))?;
-        if let Some(name) = opt_str(&body, "name")? {
+            .get_mut(id)
+            .filter(|g| visible_group(g, auth))
+            .ok_or_else(|| group_not_found(id))?;
+        if let Some(name) = opt_str(body, "name")? {
             if group.is_default && name != "default" {
                 return Err(in_use(
                     "SecurityGroupCannotUpdateDefault",
@@ -315,94 +306,47 @@ pub(super) async fn update(
             }
             group.std.name = name.to_string();
         }
-        if let Some(d) = opt_str(&body, "description")? {
+        if let Some(d) = opt_str(body, "description")? {
             group.std.description = d.to_string();
         }
-        if let Some(v) = opt_bool(&body, "stateful")? {
+        if let Some(v) = opt_bool(body, "stateful")? {
             group.stateful = v;
         }
         group.std.touch(now);
         let group = group.clone();
         Ok(group_json(s, &group))
-    })?;
-    Ok(show_response(
-        "security_group",
-        item,
-        &Default::default(),
-        StatusCode::OK,
-    ))
+    }
 }
 
-pub(super) async fn delete(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-) -> ApiResult {
-    cloud.write(|s| {
-        let group = s
-            .security_groups
-            .get(&id)
-            .filter(|g| visible_group(g, &auth))
-            .ok_or_else(|| group_not_found(&id))?;
+impl Delete for SecurityGroup {
+    fn delete(s: &mut CloudState, change: &Change<'_>, id: &str) -> ApiResult<()> {
+        let &Change { auth, .. } = change;
+        let group = SecurityGroup::find(s, id, auth)?;
         if group.is_default && !auth.is_admin() {
             return Err(in_use(
                 "SecurityGroupCannotRemoveDefault",
                 "Insufficient rights for removing default security group.",
             ));
         }
-        if s.ports.iter().any(|p| p.security_groups.contains(&id)) {
+        if s.ports.iter().any(|p| p.security_groups.iter().any(|g| g == id)) {
             return Err(in_use("SecurityGroupInUse", format!("Security Group {id} in use.")));
         }
-        s.security_groups.remove(&id);
+        s.security_groups.remove(id);
         // Its rules, and the rules of other groups that point at it.
         let doomed: Vec<String> = s
             .security_group_rules
             .iter()
-            .filter(|r| r.security_group_id == id || r.spec.remote_group_id.as_deref() == Some(id.as_str()))
+            .filter(|r| r.security_group_id == id || r.spec.remote_group_id.as_deref() == Some(id))
             .map(|r| r.std.id.clone())
             .collect();
         for r in doomed {
             s.security_group_rules.remove(&r);
         }
         Ok(())
-    })?;
-    Ok(empty_response(StatusCode::NO_CONTENT))
+    }
 }
 
 // ---- rules ----
-
-pub(super) async fn list_rules(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    raw: RawQuery,
-) -> ApiResult {
-    let query = query(raw);
-    let items = cloud.read(|s| {
-        s.security_group_rules
-            .iter()
-            .filter(|r| owned(&auth, &r.std.project_id))
-            .map(|r| r.to_json(false))
-            .collect()
-    });
-    list_response(&cloud, "security-group-rules", items, &RULE_ATTRIBUTES, &query)
-}
-
-pub(super) async fn show_rule(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-    raw: RawQuery,
-) -> ApiResult {
-    let item = cloud
-        .read(|s| {
-            s.security_group_rules
-                .get(&id)
-                .filter(|r| owned(&auth, &r.std.project_id))
-                .map(|r| r.to_json(false))
-        })
-        .ok_or_else(|| rule_not_found(&id))?;
-    Ok(show_response("security_group_rule", item, &query(raw), StatusCode::OK))
-}
 
 /// The protocol number of a rule's protocol (`None`: any).
 fn protocol_number(protocol: &str) -> Option<u8> {
@@ -592,42 +536,30 @@ fn rule_key(spec: &RuleSpec) -> RuleKey {
     )
 }
 
-pub(super) async fn create_rule(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    body: Bytes,
-) -> ApiResult {
-    let body = parse_create(
-        &body,
-        "security_group_rule",
-        &[
-            "security_group_id",
-            "direction",
-            "ethertype",
-            "protocol",
-            "port_range_min",
-            "port_range_max",
-            "remote_ip_prefix",
-            "remote_group_id",
-            "description",
-            "tenant_id",
-            "project_id",
-            "remote_address_group_id",
-        ],
-    )?;
-    let now = Micros::now();
-    let item = cloud.write(|s| {
-        let group_id = opt_str(&body, "security_group_id")?.ok_or_else(|| {
+impl Create for SecurityGroupRule {
+    const CREATE_FIELDS: &'static [&'static str] = &[
+        "security_group_id",
+        "direction",
+        "ethertype",
+        "protocol",
+        "port_range_min",
+        "port_range_max",
+        "remote_ip_prefix",
+        "remote_group_id",
+        "description",
+        "tenant_id",
+        "project_id",
+        "remote_address_group_id",
+    ];
+
+    fn create(s: &mut CloudState, change: &Change<'_>, body: &Map<String, Value>) -> ApiResult<Map<String, Value>> {
+        let &Change { auth, now, .. } = change;
+        let group_id = opt_str(body, "security_group_id")?.ok_or_else(|| {
             ApiError::bad_request("Failed to parse request. Required attribute 'security_group_id' not specified")
                 .kind("BadRequest")
         })?;
-        let group = s
-            .security_groups
-            .get(group_id)
-            .filter(|g| visible_group(g, &auth))
-            .ok_or_else(|| group_not_found(group_id))?
-            .clone();
-        let spec = parse_rule(s, &body)?;
+        let group = SecurityGroup::find(s, group_id, auth)?.clone();
+        let spec = parse_rule(s, body)?;
         let key = rule_key(&spec);
         if let Some(existing) = s
             .security_group_rules
@@ -639,7 +571,7 @@ pub(super) async fn create_rule(
                 format!("Security group rule already exists. Rule id is {}.", existing.std.id),
             ));
         }
-        let id = add_rule(s, &group, spec, Some(opt_str(&body, "description")?.unwrap_or("")), now);
+        let id = add_rule(s, &group, spec, Some(opt_str(body, "description")?.unwrap_or("")), now);
         if let Some(g) = s.security_groups.get_mut(&group.std.id) {
             g.std.touch(now);
         }
@@ -647,35 +579,20 @@ pub(super) async fn create_rule(
             .get(&id)
             .map(|r| r.to_json(false))
             .unwrap_or_default())
-    })?;
-    Ok(show_response(
-        "security_group_rule",
-        item,
-        &Default::default(),
-        StatusCode::CREATED,
-    ))
+    }
 }
 
-pub(super) async fn delete_rule(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-) -> ApiResult {
-    let now = Micros::now();
-    cloud.write(|s| {
-        let rule = s
-            .security_group_rules
-            .get(&id)
-            .filter(|r| owned(&auth, &r.std.project_id))
-            .ok_or_else(|| rule_not_found(&id))?;
+impl Delete for SecurityGroupRule {
+    fn delete(s: &mut CloudState, change: &Change<'_>, id: &str) -> ApiResult<()> {
+        let &Change { auth, now, .. } = change;
+        let rule = SecurityGroupRule::find(s, id, auth)?;
         let group = rule.security_group_id.clone();
-        s.security_group_rules.remove(&id);
+        s.security_group_rules.remove(id);
         if let Some(g) = s.security_groups.get_mut(&group) {
             g.std.touch(now);
         }
         Ok(())
-    })?;
-    Ok(empty_response(StatusCode::NO_CONTENT))
+    }
 }
 
 #[cfg(test)]

@@ -7,9 +7,9 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::Microversion;
 use super::model::{Attachment, VmState};
-use crate::cloud::api::{ApiError, ApiResult, Query, empty_response, json_body, json_response};
+use super::{Microversion, required_object};
+use crate::cloud::api::{ApiError, ApiResult, Query, empty_response, json_response, request_json};
 use crate::cloud::app::Cloud;
 use crate::cloud::cinder;
 use crate::cloud::clock::Micros;
@@ -97,10 +97,8 @@ pub(super) async fn attach(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let body = json_body(&body).ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
-    let request = body.get("volumeAttachment").and_then(Value::as_object).ok_or_else(|| {
-        ApiError::bad_request("Invalid input for field/attribute volumeAttachment. Value: None. 'volumeAttachment' is a required property")
-    })?;
+    let body = request_json(&body)?;
+    let request = required_object(&body, "volumeAttachment")?;
     let volume_id = request.get("volumeId").and_then(Value::as_str).ok_or_else(|| {
         ApiError::bad_request("Invalid input for field/attribute volumeAttachment. 'volumeId' is a required property")
     })?;

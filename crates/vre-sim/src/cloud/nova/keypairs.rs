@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::model::KeyPair;
 use super::{KEY_PAIRS_QUOTA, Microversion, collection_links, limit_and_marker};
-use crate::cloud::api::{ApiError, ApiResult, Query, brief, empty_response, json_body, json_response};
+use crate::cloud::api::{ApiError, ApiResult, Query, brief, empty_response, json_response, request_json};
 use crate::cloud::app::Cloud;
 use crate::cloud::clock::Micros;
 use crate::cloud::keystone::AuthContext;
@@ -60,7 +60,7 @@ pub(super) async fn create(
     Extension(v): Extension<Microversion>,
     body: Bytes,
 ) -> ApiResult {
-    let body = json_body(&body).ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
+    let body = request_json(&body)?;
     let keypair = body.get("keypair").and_then(Value::as_object).ok_or_else(|| {
         ApiError::bad_request("Invalid input for field/attribute keypair. Value: None. None is not of type 'object'")
     })?;

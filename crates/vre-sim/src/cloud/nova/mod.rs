@@ -17,12 +17,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::StatusCode;
 use http::header::{HeaderValue, VARY};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::api::{ApiError, ApiResult, Query, header_str, json_response};
 use super::app::Cloud;
 use super::keystone::AuthContext;
-use model::Flavor;
+use super::metadata;
+use model::{Flavor, Server};
 pub(crate) use servers::{fire_built, fire_gone, fire_task};
 
 /// The one compute host of the simulated cloud.
@@ -46,16 +47,19 @@ impl Microversion {
 /// The Nova routes (under `/compute/v2.1`).
 pub(crate) fn routes() -> Router<Arc<Cloud>> {
     Router::new()
-        .route("/compute/v2.1/flavors", get(list_flavors))
-        .route("/compute/v2.1/flavors/detail", get(list_flavors_detail))
+        .route("/compute/v2.1/flavors", get(list_flavors::<false>))
+        .route("/compute/v2.1/flavors/detail", get(list_flavors::<true>))
         .route("/compute/v2.1/flavors/{id}", get(show_flavor))
         .route("/compute/v2.1/os-keypairs", get(keypairs::list).post(keypairs::create))
         .route(
             "/compute/v2.1/os-keypairs/{name}",
             get(keypairs::show).delete(keypairs::delete),
         )
-        .route("/compute/v2.1/servers", get(servers::list).post(servers::create))
-        .route("/compute/v2.1/servers/detail", get(servers::list_detail))
+        .route(
+            "/compute/v2.1/servers",
+            get(servers::list::<false>).post(servers::create),
+        )
+        .route("/compute/v2.1/servers/detail", get(servers::list::<true>))
         .route(
             "/compute/v2.1/servers/{id}",
             get(servers::show).put(servers::update).delete(servers::delete),
@@ -63,9 +67,9 @@ pub(crate) fn routes() -> Router<Arc<Cloud>> {
         .route("/compute/v2.1/servers/{id}/action", post(servers::action))
         .route(
             "/compute/v2.1/servers/{id}/metadata",
-            get(servers::show_metadata)
-                .post(servers::merge_metadata)
-                .put(servers::replace_metadata),
+            get(metadata::show::<Server>)
+                .post(metadata::write::<Server, false>)
+                .put(metadata::write::<Server, true>),
         )
         .route(
             "/compute/v2.1/servers/{id}/metadata/{key}",
@@ -245,6 +249,15 @@ pub(crate) fn collection_links(
 }
 
 /// `limit` and `marker` as Nova validates them.
+/// The object `key` of a request body, or Nova's 400 when it is missing.
+pub(crate) fn required_object<'a>(body: &'a Value, key: &str) -> ApiResult<&'a Map<String, Value>> {
+    body.get(key).and_then(Value::as_object).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "Invalid input for field/attribute {key}. Value: None. '{key}' is a required property"
+        ))
+    })
+}
+
 pub(crate) fn limit_and_marker(query: &Query) -> ApiResult<(usize, Option<String>)> {
     let limit = match query.get("limit") {
         None => MAX_LIMIT,
@@ -323,37 +336,23 @@ fn filtered_flavors(cloud: &Cloud, query: &Query, v: Microversion) -> ApiResult<
     Ok(out)
 }
 
-async fn list_flavors(
+/// `GET …/flavors` (`DETAIL` false) and `GET …/flavors/detail` (true).
+async fn list_flavors<const DETAIL: bool>(
     State(cloud): State<Arc<Cloud>>,
     Extension(v): Extension<Microversion>,
     raw: RawQuery,
 ) -> ApiResult {
     let query = Query::parse(raw.0.as_deref());
     let flavors = filtered_flavors(&cloud, &query, v)?;
-    let mut body = json!({"flavors": flavors.iter().map(|f| flavor_basic(&cloud, f, v)).collect::<Vec<_>>()});
+    let (render, path): (fn(&Cloud, &Flavor, Microversion) -> Value, _) = if DETAIL {
+        (flavor_detail, "flavors/detail")
+    } else {
+        (flavor_basic, "flavors")
+    };
+    let mut body = json!({"flavors": flavors.iter().map(|f| render(&cloud, f, v)).collect::<Vec<_>>()});
     if let Some(l) = collection_links(
         &cloud,
-        "flavors",
-        &query,
-        flavors.len(),
-        flavors.last().map(|f| f.id.as_str()),
-    ) {
-        body["flavors_links"] = l;
-    }
-    Ok(json_response(StatusCode::OK, &body))
-}
-
-async fn list_flavors_detail(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(v): Extension<Microversion>,
-    raw: RawQuery,
-) -> ApiResult {
-    let query = Query::parse(raw.0.as_deref());
-    let flavors = filtered_flavors(&cloud, &query, v)?;
-    let mut body = json!({"flavors": flavors.iter().map(|f| flavor_detail(&cloud, f, v)).collect::<Vec<_>>()});
-    if let Some(l) = collection_links(
-        &cloud,
-        "flavors/detail",
+        path,
         &query,
         flavors.len(),
         flavors.last().map(|f| f.id.as_str()),

@@ -17,11 +17,14 @@ use serde_json::{Value, json};
 
 use super::model::{Attachment, Fate, Fault, Server, VmState};
 use super::views::{self, ShowOptions};
-use super::{HOST, METADATA_ITEMS_QUOTA, Microversion, collection_links, limit_and_marker, links, usage};
-use crate::cloud::api::{ApiError, ApiResult, Query, brief, empty_response, json_body, json_response, python_repr};
+use super::{
+    HOST, METADATA_ITEMS_QUOTA, Microversion, collection_links, limit_and_marker, links, required_object, usage,
+};
+use crate::cloud::api::{ApiError, ApiResult, Query, brief, empty_response, json_response, python_repr, request_json};
 use crate::cloud::app::Cloud;
 use crate::cloud::clock::Micros;
 use crate::cloud::keystone::AuthContext;
+use crate::cloud::metadata::{HasMetadata, Metadata};
 use crate::cloud::neutron::{NicRequest, create_server_port, ensure_default_security_group, release_server_ports};
 use crate::cloud::state::{CloudState, MachineEvent};
 use crate::cloud::{Timer, cinder};
@@ -176,7 +179,7 @@ fn validate_tag(tag: &str) -> ApiResult<()> {
 }
 
 fn parse_create(body: &[u8], v: Microversion) -> ApiResult<CreateRequest> {
-    let body = json_body(body).ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
+    let body = request_json(body)?;
     let root = body
         .as_object()
         .ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
@@ -190,9 +193,7 @@ fn parse_create(body: &[u8], v: Microversion) -> ApiResult<CreateRequest> {
             )));
         }
     }
-    let server = root.get("server").and_then(Value::as_object).ok_or_else(|| {
-        ApiError::bad_request("Invalid input for field/attribute server. Value: None. 'server' is a required property")
-    })?;
+    let server = required_object(&body, "server")?;
     let whole = Value::Object(server.clone());
     let mut allowed = vec![
         "name",
@@ -1324,22 +1325,14 @@ fn list_common(cloud: &Cloud, auth: &AuthContext, v: Microversion, raw: RawQuery
     Ok(json_response(StatusCode::OK, &body))
 }
 
-pub(super) async fn list(
+/// `GET …/servers` (`DETAIL` false) and `GET …/servers/detail` (true).
+pub(super) async fn list<const DETAIL: bool>(
     State(cloud): State<Arc<Cloud>>,
     Extension(auth): Extension<AuthContext>,
     Extension(v): Extension<Microversion>,
     raw: RawQuery,
 ) -> ApiResult {
-    list_common(&cloud, &auth, v, raw, false)
-}
-
-pub(super) async fn list_detail(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Extension(v): Extension<Microversion>,
-    raw: RawQuery,
-) -> ApiResult {
-    list_common(&cloud, &auth, v, raw, true)
+    list_common(&cloud, &auth, v, raw, DETAIL)
 }
 
 pub(super) async fn show(
@@ -1371,10 +1364,8 @@ pub(super) async fn update(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let body = json_body(&body).ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
-    let server = body.get("server").and_then(Value::as_object).ok_or_else(|| {
-        ApiError::bad_request("Invalid input for field/attribute server. Value: None. 'server' is a required property")
-    })?;
+    let body = request_json(&body)?;
+    let server = required_object(&body, "server")?;
     let mut allowed = vec!["name", "accessIPv4", "accessIPv6", "OS-DCF:diskConfig"];
     if v.at_least(19) {
         allowed.push("description");
@@ -1468,7 +1459,7 @@ pub(super) async fn action(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let body = json_body(&body).ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
+    let body = request_json(&body)?;
     let (name, _) = body
         .as_object()
         .and_then(|m| m.iter().next())
@@ -1551,12 +1542,42 @@ pub(crate) fn fire_task(s: &mut CloudState, id: &str, now: Micros) {
 
 // ---- metadata ----
 
-fn metadata_body(body: &[u8], key: &str) -> ApiResult<BTreeMap<String, String>> {
-    let body = json_body(body).ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
-    let value = body
-        .get(key)
-        .ok_or_else(|| invalid(key, &body, format!("'{key}' is a required property")))?;
-    check_metadata(value, key)
+impl HasMetadata for Server {
+    fn metadata(s: &CloudState, auth: &AuthContext, id: &str) -> ApiResult<Metadata> {
+        find(s, auth, id).map(|srv| srv.metadata.clone())
+    }
+
+    fn metadata_body(body: &[u8], key: &str) -> ApiResult<Metadata> {
+        let body = request_json(body)?;
+        let value = body
+            .get(key)
+            .ok_or_else(|| invalid(key, &body, format!("'{key}' is a required property")))?;
+        check_metadata(value, key)
+    }
+
+    fn change_metadata(
+        cloud: &Cloud,
+        auth: &AuthContext,
+        id: &str,
+        f: impl FnOnce(&mut Metadata) -> ApiResult<()>,
+    ) -> ApiResult<Metadata> {
+        let now = Micros::now();
+        cloud.write(|s| {
+            let srv = find(s, auth, id)?;
+            check_changeable(srv, "update metadata")?;
+            let srv = s.servers.get_mut(id).ok_or_else(|| not_found(id))?;
+            let mut metadata = srv.metadata.clone();
+            f(&mut metadata)?;
+            if metadata.len() > METADATA_ITEMS_QUOTA {
+                return Err(ApiError::forbidden(format!(
+                    "Maximum number of metadata items exceeds {METADATA_ITEMS_QUOTA}"
+                )));
+            }
+            srv.metadata = metadata.clone();
+            srv.updated = now;
+            Ok(metadata)
+        })
+    }
 }
 
 /// Nova refuses metadata and tag changes while a server builds or deletes.
@@ -1572,67 +1593,6 @@ fn check_changeable(srv: &Server, action: &str) -> ApiResult<()> {
         )));
     }
     Ok(())
-}
-
-fn change_metadata(
-    cloud: &Cloud,
-    auth: &AuthContext,
-    id: &str,
-    f: impl FnOnce(&mut BTreeMap<String, String>) -> ApiResult<()>,
-) -> ApiResult<BTreeMap<String, String>> {
-    let now = Micros::now();
-    cloud.write(|s| {
-        let srv = find(s, auth, id)?;
-        check_changeable(srv, "update metadata")?;
-        let srv = s.servers.get_mut(id).ok_or_else(|| not_found(id))?;
-        let mut metadata = srv.metadata.clone();
-        f(&mut metadata)?;
-        if metadata.len() > METADATA_ITEMS_QUOTA {
-            return Err(ApiError::forbidden(format!(
-                "Maximum number of metadata items exceeds {METADATA_ITEMS_QUOTA}"
-            )));
-        }
-        srv.metadata = metadata.clone();
-        srv.updated = now;
-        Ok(metadata)
-    })
-}
-
-pub(super) async fn show_metadata(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-) -> ApiResult {
-    let metadata = cloud.read(|s| find(s, &auth, &id).map(|srv| srv.metadata.clone()))?;
-    Ok(json_response(StatusCode::OK, &json!({ "metadata": metadata })))
-}
-
-pub(super) async fn merge_metadata(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult {
-    let new = metadata_body(&body, "metadata")?;
-    let metadata = change_metadata(&cloud, &auth, &id, |m| {
-        m.extend(new);
-        Ok(())
-    })?;
-    Ok(json_response(StatusCode::OK, &json!({ "metadata": metadata })))
-}
-
-pub(super) async fn replace_metadata(
-    State(cloud): State<Arc<Cloud>>,
-    Extension(auth): Extension<AuthContext>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult {
-    let new = metadata_body(&body, "metadata")?;
-    let metadata = change_metadata(&cloud, &auth, &id, |m| {
-        *m = new;
-        Ok(())
-    })?;
-    Ok(json_response(StatusCode::OK, &json!({ "metadata": metadata })))
 }
 
 pub(super) async fn show_metadata_item(
@@ -1652,14 +1612,14 @@ pub(super) async fn set_metadata_item(
     Path((id, key)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult {
-    let meta = metadata_body(&body, "meta")?;
+    let meta = Server::metadata_body(&body, "meta")?;
     if meta.len() != 1 {
         return Err(ApiError::bad_request("Request body contains too many items"));
     }
     let Some(value) = meta.get(&key).cloned() else {
         return Err(ApiError::bad_request("Request body and URI mismatch"));
     };
-    change_metadata(&cloud, &auth, &id, |m| {
+    Server::change_metadata(&cloud, &auth, &id, |m| {
         m.insert(key.clone(), value.clone());
         Ok(())
     })?;
@@ -1671,7 +1631,7 @@ pub(super) async fn delete_metadata_item(
     Extension(auth): Extension<AuthContext>,
     Path((id, key)): Path<(String, String)>,
 ) -> ApiResult {
-    change_metadata(&cloud, &auth, &id, |m| {
+    Server::change_metadata(&cloud, &auth, &id, |m| {
         m.remove(&key)
             .map(|_| ())
             .ok_or_else(|| ApiError::not_found("Metadata item was not found"))
@@ -1733,7 +1693,7 @@ pub(super) async fn replace_tags(
     body: Bytes,
 ) -> ApiResult {
     require_tags(v)?;
-    let body = json_body(&body).ok_or_else(|| ApiError::bad_request("Malformed request body"))?;
+    let body = request_json(&body)?;
     let list = body
         .get("tags")
         .and_then(Value::as_array)
