@@ -46,13 +46,12 @@ impl OpenStackProvider {
                 if self.settings.boot_from_volume {
                     let size = g.root_disk_gb.map(u64::from).unwrap_or(f.disk);
                     if size == 0 {
-                        problems.push(PreflightProblem::new(
-                            SpecField::RootDisk(g.role),
-                            format!(
-                                "openstack.boot_from_volume needs a root disk size and flavor \"{}\" has none; set nodes.{}.root_disk_gb",
-                                f.name, g.role
-                            ),
-                        ));
+                        let field = SpecField::RootDisk(g.role);
+                        let message = format!(
+                            "openstack.boot_from_volume needs a root disk size and flavor \"{}\" has none; set {field}",
+                            f.name
+                        );
+                        problems.push(PreflightProblem::new(field, message));
                     }
                     gigabytes += missing * size;
                     volumes += missing;
