@@ -188,7 +188,10 @@ impl Components {
             dir: loaded.dir.clone(),
             events: events.clone(),
             env: env.clone(),
+            dialer: Default::default(),
         };
+        // the factory may install a dialer (the simulator's) into the slot
+        let dialer = ctx.dialer.clone();
         // DNS credentials are checked before the provider starts anything
         let dns = (self.dns)(&loaded, &env)?;
         let provider = self.providers.build(ctx).await?;
@@ -204,6 +207,7 @@ impl Components {
         })?;
         let mut b = Deployment::builder(loaded.spec.clone(), &loaded.dir)
             .provider(provider)
+            .dialer(dialer.get())
             .orchestrator(orchestrator)
             .events(events)
             .public_key(public_key);

@@ -495,8 +495,8 @@ async fn ssh(dir: &Path, components: &Components, node: Option<&str>, args: &[St
         .map_err(|_| Error::component("ssh", format!("the state holds an invalid address \"{address}\"")))?;
     let target = opened
         .deployment
-        .provider()
-        .reachable(std::net::SocketAddr::new(ip, 22))
+        .dialer()
+        .dial(std::net::SocketAddr::new(ip, 22))
         .await?;
     renderer.finish().await;
     let key = dir.join("ssh_key");

@@ -13,14 +13,15 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::dag::Dag;
+use crate::dialer::{Dialer, DirectDialer};
 use crate::error::{CloudError, Error, Result, Retry};
-use crate::events::{Event, EventSink, PlanSummary};
+use crate::events::{Event, EventSink, PlanSummary, StepProgress};
 use crate::microservice::{Dns, Endpoint, Microservice};
 use crate::orchestrator::{BootstrapFacts, ClusterFacts, ExpectedNode, NodeFact, NodeState, Orchestrator};
 use crate::plan::{self, Action, Plan, PlanItem};
 use crate::provider::{
     Capabilities, CloudProvider, ClusterRef, InstanceBatch, InstanceRequest, NetworkInfo, NetworkRequest,
-    SecurityGroupRequest, VolumeRequest,
+    PreflightRequest, SecurityGroupRequest, VolumeRequest,
 };
 use crate::resource::{CloudResource, KeyParts, ResourceKey, ResourceKind, ResourceStatus, attr};
 use crate::retry::RetryPolicy;
@@ -66,6 +67,7 @@ pub struct Deployment {
     retry: RetryPolicy,
     public_key: String,
     cancel: Option<watch::Receiver<bool>>,
+    dialer: Arc<dyn Dialer>,
     /// Ignored settings were reported (once per deployment: `vre apply`
     /// plans, then applies).
     warned: Arc<AtomicBool>,
@@ -83,6 +85,7 @@ pub struct DeploymentBuilder {
     retry: Option<RetryPolicy>,
     public_key: Option<String>,
     cancel: Option<watch::Receiver<bool>>,
+    dialer: Option<Arc<dyn Dialer>>,
 }
 
 impl DeploymentBuilder {
@@ -125,6 +128,12 @@ impl DeploymentBuilder {
     /// steps finish and are saved, then apply returns [`Error::Interrupted`].
     pub fn cancel(mut self, c: watch::Receiver<bool>) -> Self {
         self.cancel = Some(c);
+        self
+    }
+    /// How vre reaches addresses inside the cloud (default: directly); take
+    /// it from the [`crate::ProviderContext`] the provider was built with.
+    pub fn dialer(mut self, d: Arc<dyn Dialer>) -> Self {
+        self.dialer = Some(d);
         self
     }
 
@@ -190,6 +199,7 @@ impl DeploymentBuilder {
             retry,
             public_key,
             cancel: self.cancel,
+            dialer: self.dialer.unwrap_or_else(|| Arc::new(DirectDialer)),
             warned: Arc::default(),
         })
     }
@@ -288,6 +298,7 @@ impl Deployment {
             retry: None,
             public_key: None,
             cancel: None,
+            dialer: None,
         }
     }
 
@@ -309,6 +320,29 @@ impl Deployment {
     /// The orchestrator nodes join.
     pub fn orchestrator(&self) -> &Arc<dyn Orchestrator> {
         &self.orchestrator
+    }
+
+    /// How vre reaches addresses inside the cloud.
+    pub fn dialer(&self) -> &Arc<dyn Dialer> {
+        &self.dialer
+    }
+
+    /// The cluster network as the spec asks for it.
+    fn network_request(&self) -> NetworkRequest {
+        NetworkRequest {
+            cidr: self.spec.network.cidr,
+            dns_servers: self.spec.network.dns_servers.clone(),
+            master_ip: self.spec.network.master_ip,
+        }
+    }
+
+    /// What the provider checks before anything is created.
+    fn preflight_request(&self) -> PreflightRequest {
+        PreflightRequest {
+            nodes: self.spec.nodes.clone(),
+            image: self.spec.image.clone(),
+            network: self.network_request(),
+        }
     }
 
     /// Where its progress events go.
@@ -341,6 +375,7 @@ impl Deployment {
             retry: self.retry.clone(),
             public_key: self.public_key.clone(),
             cancel: self.cancel.clone(),
+            dialer: self.dialer.clone(),
             warned: self.warned.clone(),
         })
     }
@@ -423,11 +458,18 @@ impl Deployment {
         crate::microservice::check_microservices(&self.microservices, &self.spec, &self.dir)?;
         let mut store = StateStore::open(&self.dir, &self.spec.name, &self.spec.provider)?;
         // the cloud is asked before anything is created
+        let request = self.preflight_request();
         let problems = self
-            .call("preflight", || self.provider.preflight(&self.cluster, &self.spec))
+            .call("preflight", || self.provider.preflight(&self.cluster, &request))
             .await?;
         if !problems.is_empty() {
-            return Err(Error::Many(problems.into_iter().map(|(f, m)| Error::input(f, m)).collect()).single());
+            return Err(Error::Many(
+                problems
+                    .into_iter()
+                    .map(|p| Error::rejected(p.field, p.message))
+                    .collect(),
+            )
+            .single());
         }
         let inventory = self.inventory().await?;
         self.warn_ignored_settings();
@@ -920,14 +962,12 @@ impl Run<'_> {
         let p = &d.provider;
         match step {
             Step::Image => {
-                let img = d.call(id, || p.ensure_image(c, &d.spec.image)).await?;
+                let progress = StepProgress::new(d.events.clone(), id);
+                let img = d.call(id, || p.ensure_image(c, &d.spec.image, &progress)).await?;
                 self.record(&[img.with_key(ResourceKey::image())], "ensured").await
             }
             Step::Network => {
-                let req = NetworkRequest {
-                    cidr: d.spec.network.cidr,
-                    dns_servers: d.spec.network.dns_servers.clone(),
-                };
+                let req = d.network_request();
                 let net = d.call(id, || p.ensure_network(c, &req)).await?;
                 self.output(output::NETWORK_CIDR, net.cidr.to_string());
                 *self.network.lock().expect("poisoned") = Some(net.clone());
@@ -1020,7 +1060,7 @@ impl Run<'_> {
                     Some(ip) => ip,
                     None => IpAddr::V4(facts.master_private_ip),
                 };
-                let addr = d.provider.reachable(SocketAddr::new(host, API_PORT)).await?;
+                let addr = d.dialer.dial(SocketAddr::new(host, API_PORT)).await?;
                 let kubeconfig = d.orchestrator.connect(addr, &facts).await?;
                 self.output(output::KUBECONFIG, kubeconfig.display().to_string());
                 self.output(output::API_ENDPOINT, format!("https://{addr}"));
@@ -1247,7 +1287,7 @@ impl Run<'_> {
             // with its own idempotency token (computed from its indices)
             let chunk = chunk_size(&p.capabilities(), todo.len());
             for (n, indices) in todo.chunks(chunk).enumerate() {
-                let batch = self.batch(&g, &facts, &user_data, indices)?;
+                let batch = self.batch(id, &g, &facts, &user_data, indices)?;
                 if n == 0 {
                     d.events
                         .progress(id, format!("creating {} {role} server(s)", todo.len()));
@@ -1278,7 +1318,8 @@ impl Run<'_> {
                 total,
             );
             let timeout = Duration::from_secs(d.spec.engine.node_timeout_secs);
-            let done = d.call(id, || p.wait_instances(c, &pending, timeout)).await?;
+            let progress = StepProgress::new(d.events.clone(), id);
+            let done = d.call(id, || p.wait_instances(c, &pending, timeout, &progress)).await?;
             let done: Vec<CloudResource> = done
                 .into_iter()
                 .map(|r| {
@@ -1343,6 +1384,7 @@ impl Run<'_> {
 
     fn batch(
         &self,
+        id: &str,
         g: &crate::spec::NodeGroup,
         facts: &BootstrapFacts,
         user_data: &str,
@@ -1379,8 +1421,10 @@ impl Run<'_> {
             security_group: self.need(&ResourceKey::security_group())?,
             key_pair: self.need(&ResourceKey::key_pair())?,
             user_data: user_data.to_string(),
+            ssh_user: d.spec.ssh.user.clone(),
             instances,
             token,
+            progress: StepProgress::new(d.events.clone(), id),
         })
     }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::spec::Diagnostics;
+use crate::spec_field::SpecField;
 
 /// vre-core's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -116,6 +117,17 @@ pub enum Error {
         message: String,
     },
 
+    /// The cloud rejects a spec field (unknown flavor for a role, a quota
+    /// too small for a role's count, a missing image). Providers name the
+    /// [`SpecField`]; vre-core alone spells its path.
+    #[error("{field}: {message}")]
+    Rejected {
+        /// The field the cloud rejects.
+        field: SpecField,
+        /// Why, and what to write instead.
+        message: String,
+    },
+
     /// Credentials are missing or unusable; says which variable or file to set.
     #[error("{message}")]
     Credentials {
@@ -210,7 +222,7 @@ impl Error {
     /// Process exit code: 2 for bad input, 1 for everything else.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Spec(_) | Error::Input { .. } | Error::Credentials { .. } => 2,
+            Error::Spec(_) | Error::Input { .. } | Error::Rejected { .. } | Error::Credentials { .. } => 2,
             Error::Many(errors) if errors.iter().all(|e| e.exit_code() == 2) => 2,
             _ => 1,
         }
@@ -244,6 +256,14 @@ impl Error {
     pub fn input(field: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Input {
             field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The cloud rejects `field` of the spec.
+    pub fn rejected(field: SpecField, message: impl Into<String>) -> Self {
+        Error::Rejected {
+            field,
             message: message.into(),
         }
     }

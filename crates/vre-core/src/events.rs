@@ -180,3 +180,41 @@ impl EventSink {
         });
     }
 }
+
+/// Progress of one engine step, handed to a provider for the work it does
+/// inside that step: the provider reports without knowing the step's id.
+#[derive(Clone, Debug, Default)]
+pub struct StepProgress {
+    sink: EventSink,
+    step: String,
+}
+
+impl StepProgress {
+    /// Progress of `step` into `sink`.
+    pub fn new(sink: EventSink, step: impl Into<String>) -> Self {
+        StepProgress {
+            sink,
+            step: step.into(),
+        }
+    }
+
+    /// Progress that goes nowhere (tests, library calls outside a step).
+    pub fn none() -> Self {
+        StepProgress::default()
+    }
+
+    /// A free-form message (`creating 64 service servers in one request`).
+    pub fn message(&self, message: impl Into<String>) {
+        self.sink.progress(&self.step, message);
+    }
+
+    /// A count towards a total (`12/64 servers ACTIVE`).
+    pub fn count(&self, message: impl Into<String>, done: u64, total: u64) {
+        self.sink.count(&self.step, message, done, total);
+    }
+
+    /// Something the user should know, outside the step's progress line.
+    pub fn warn(&self, message: impl Into<String>) {
+        self.sink.warn(message);
+    }
+}

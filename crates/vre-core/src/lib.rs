@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod dag;
+pub mod dialer;
 pub mod engine;
 pub mod error;
 pub mod events;
@@ -21,13 +22,15 @@ pub mod provider;
 pub mod resource;
 pub mod retry;
 pub mod spec;
+pub mod spec_field;
 pub mod state;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+pub use dialer::{Dialer, DialerSlot, DirectDialer};
 pub use engine::{API_PORT, ApplyReport, Deployment, DeploymentBuilder, DestroyReport, Status};
 pub use error::{BoxError, CloudError, Error, Result, Retry};
-pub use events::{Event, EventSink, PlanSummary};
+pub use events::{Event, EventSink, PlanSummary, StepProgress};
 pub use microservice::{Dns, DnsRecord, Endpoint, Microservice};
 pub use orchestrator::{
     BootstrapFacts, ClusterFacts, ExpectedNode, FIELD_MANAGER, Manifest, NODE_ROLE_LABEL, NODE_ROLE_PREFIX, NodeFact,
@@ -36,7 +39,8 @@ pub use orchestrator::{
 pub use plan::{Action, Plan, PlanItem};
 pub use provider::{
     Capabilities, CloudProvider, ClusterRef, InstanceBatch, InstanceRequest, NetworkInfo, NetworkRequest,
-    ProviderContext, ProviderFactory, ProviderRegistry, ProviderTemplate, SecurityGroupRequest, VolumeRequest,
+    PreflightRequest, ProviderContext, ProviderFactory, ProviderRegistry, ProviderTemplate, SecurityGroupRequest,
+    VolumeRequest,
 };
 pub use resource::{
     CLUSTER_LABEL, CLUSTER_TAG, CloudResource, KEY_LABEL, KEY_TAG, KeyParts, ROLE_LABEL, ROLE_TAG, ResourceKey,
@@ -44,4 +48,5 @@ pub use resource::{
 };
 pub use retry::RetryPolicy;
 pub use spec::{ClusterSpec, LoadedSpec, NodeGroup, Role};
+pub use spec_field::{PreflightProblem, SpecField};
 pub use state::{State, StateStore};

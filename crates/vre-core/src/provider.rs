@@ -10,7 +10,7 @@
 //! idempotency token. The engine relies on this to retry and to resume.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,11 +18,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::dialer::DialerSlot;
 use crate::error::{Error, Result};
-use crate::events::EventSink;
+use crate::events::{EventSink, StepProgress};
+use crate::spec_field::PreflightProblem;
+
 use crate::resource::{CloudResource, ResourceKey, ResourceKind};
 use crate::spec::{
-    ClusterSpec, Diagnostics, ImageSpec, Ipv4Cidr, LoadedSpec, PortRange, ProviderTables, Role, SPEC_FILE, parse_spec,
+    ClusterSpec, Diagnostics, ImageSpec, Ipv4Cidr, LoadedSpec, NodeGroup, PortRange, ProviderTables, Role, SPEC_FILE,
+    parse_spec,
 };
 
 /// What a cloud offers natively.
@@ -31,14 +35,9 @@ pub struct Capabilities {
     /// One call creates many identical instances (Nova multiple-create, EC2
     /// RunInstances count, GCE bulkInsert).
     pub multi_create: bool,
-    /// Largest batch one such call accepts.
+    /// Largest batch one such call accepts: the engine splits a larger role
+    /// group into several calls of at most this many instances.
     pub max_batch: u32,
-    /// Instances can be given a fixed private address at creation.
-    pub fixed_private_ip: bool,
-    /// A managed load balancer exists (ELBv2, Octavia, ...).
-    pub load_balancer: bool,
-    /// A managed shared file system exists (EFS, Manila, Filestore, ...).
-    pub shared_file_system: bool,
     /// Public IPs are bound when the instance is created (GCE, Azure); otherwise
     /// they are associated once the instance is running (OpenStack, AWS).
     pub public_ip_at_create: bool,
@@ -70,10 +69,45 @@ impl ClusterRef {
 /// The cluster network the provider must make sure exists.
 #[derive(Clone, Debug)]
 pub struct NetworkRequest {
-    /// The subnet to create.
+    /// The cluster subnet (`network.cidr`).
     pub cidr: Ipv4Cidr,
-    /// Resolvers for the subnet (honoured where the capabilities say so).
+    /// The subnet's resolvers (`network.dns_servers`).
     pub dns_servers: Vec<IpAddr>,
+    /// The master's fixed address as the spec sets it (`network.master_ip`);
+    /// `None` picks host 10 of the subnet. See [`NetworkRequest::master_address`].
+    pub master_ip: Option<Ipv4Addr>,
+}
+
+impl NetworkRequest {
+    /// The master's private address in `cidr` (the subnet actually used,
+    /// which may be a reused one): the spec's `master_ip` when it lies in
+    /// `cidr`, else host 10 (or 2 in tiny subnets).
+    pub fn master_address(&self, cidr: &Ipv4Cidr) -> Option<Ipv4Addr> {
+        crate::spec::master_address(self.master_ip, cidr)
+    }
+}
+
+/// What [`CloudProvider::preflight`] checks against the cloud.
+#[derive(Clone, Debug)]
+pub struct PreflightRequest {
+    /// Every node group of the spec (groups with `count = 0` included).
+    pub nodes: Vec<NodeGroup>,
+    /// The image nodes boot from.
+    pub image: ImageSpec,
+    /// The cluster network.
+    pub network: NetworkRequest,
+}
+
+impl PreflightRequest {
+    /// The groups that have nodes.
+    pub fn groups(&self) -> impl Iterator<Item = &NodeGroup> {
+        self.nodes.iter().filter(|g| g.count > 0)
+    }
+
+    /// Nodes in all groups.
+    pub fn total_nodes(&self) -> u64 {
+        self.nodes.iter().map(|g| u64::from(g.count)).sum()
+    }
 }
 
 /// The network as built: the primary resource and what instances need.
@@ -130,10 +164,14 @@ pub struct InstanceBatch {
     pub key_pair: CloudResource,
     /// cloud-init user data for the group (plain text; providers encode it).
     pub user_data: String,
+    /// The image's login user (`ssh.user`), for clouds that create it at boot.
+    pub ssh_user: String,
     /// The nodes to create.
     pub instances: Vec<InstanceRequest>,
     /// Deterministic idempotency token for this batch (EC2 ClientToken).
     pub token: String,
+    /// Progress of the engine step creating the group.
+    pub progress: StepProgress,
 }
 
 impl std::fmt::Debug for InstanceBatch {
@@ -148,8 +186,9 @@ impl std::fmt::Debug for InstanceBatch {
             .field("key_pair", &self.key_pair.name)
             .field("user_data", &format_args!("<{} bytes, redacted>", self.user_data.len()))
             .field("instances", &self.instances)
+            .field("ssh_user", &self.ssh_user)
             .field("token", &self.token)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -177,12 +216,17 @@ pub trait CloudProvider: Send + Sync {
 
     /// Checks the spec against the cloud before anything is created: that
     /// flavors, the image (or its import source), the external network and
-    /// quotas exist. Returns every problem as (spec field, message).
-    async fn preflight(&self, cluster: &ClusterRef, spec: &ClusterSpec) -> Result<Vec<(String, String)>>;
+    /// quotas exist. Returns every problem, each naming its [`crate::SpecField`].
+    async fn preflight(&self, cluster: &ClusterRef, request: &PreflightRequest) -> Result<Vec<PreflightProblem>>;
 
     /// Finds the image by name, importing it from `image.source` when absent;
     /// returns once it is usable.
-    async fn ensure_image(&self, cluster: &ClusterRef, image: &ImageSpec) -> Result<CloudResource>;
+    async fn ensure_image(
+        &self,
+        cluster: &ClusterRef,
+        image: &ImageSpec,
+        progress: &StepProgress,
+    ) -> Result<CloudResource>;
 
     /// Network, subnet and the route to the internet (router, gateway), or
     /// the existing network the provider's table names.
@@ -211,6 +255,7 @@ pub trait CloudProvider: Send + Sync {
         cluster: &ClusterRef,
         instances: &[CloudResource],
         timeout: Duration,
+        progress: &StepProgress,
     ) -> Result<Vec<CloudResource>>;
 
     /// Creates a data volume (or returns the one with its name).
@@ -250,12 +295,6 @@ pub trait CloudProvider: Send + Sync {
     fn destroy_rank(&self, kind: &ResourceKind) -> u32 {
         kind.destroy_rank()
     }
-
-    /// The address vre should dial to reach `addr` inside the cloud. Real
-    /// clouds answer `addr`; the embedded simulator maps it to loopback.
-    async fn reachable(&self, addr: SocketAddr) -> Result<SocketAddr> {
-        Ok(addr)
-    }
 }
 
 /// The text `vre init` writes for a provider.
@@ -294,6 +333,10 @@ pub struct ProviderContext {
     pub events: EventSink,
     /// Environment variables (passed in so tests control them).
     pub env: BTreeMap<String, String>,
+    /// How vre reaches addresses inside the cloud: direct unless the
+    /// factory installs another [`Dialer`] (the embedded simulator maps
+    /// machine addresses to loopback).
+    pub dialer: DialerSlot,
 }
 
 impl ProviderContext {
@@ -304,6 +347,7 @@ impl ProviderContext {
             dir,
             events: EventSink::none(),
             env: std::env::vars().collect(),
+            dialer: DialerSlot::default(),
         }
     }
 

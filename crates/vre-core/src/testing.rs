@@ -8,7 +8,7 @@
 //! engine's future is dropped) after a number of calls.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,16 +17,17 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::error::{CloudError, Error, Result};
-use crate::events::{Event, EventSink};
+use crate::events::{Event, EventSink, StepProgress};
 use crate::orchestrator::{
     BootstrapFacts, ClusterFacts, ExpectedNode, Manifest, NodeState, Orchestrator, ReadinessCheck,
 };
 use crate::provider::{
-    Capabilities, CloudProvider, ClusterRef, InstanceBatch, NetworkInfo, NetworkRequest, ProviderContext,
-    ProviderFactory, ProviderTemplate, SecurityGroupRequest, VolumeRequest,
+    Capabilities, CloudProvider, ClusterRef, InstanceBatch, NetworkInfo, NetworkRequest, PreflightRequest,
+    ProviderContext, ProviderFactory, ProviderTemplate, SecurityGroupRequest, VolumeRequest,
 };
 use crate::resource::{CloudResource, ResourceKey, ResourceKind, ResourceStatus, attr};
 use crate::spec::{ClusterSpec, Diagnostics, ImageSpec, Role, TableReader};
+use crate::spec_field::{PreflightProblem, SpecField};
 
 /// A resource in the fake cloud, with the cluster it is tagged with.
 #[derive(Clone, Debug)]
@@ -80,9 +81,6 @@ impl FakeCloud {
             capabilities: Capabilities {
                 multi_create: true,
                 max_batch: 1000,
-                fixed_private_ip: true,
-                load_balancer: false,
-                shared_file_system: false,
                 public_ip_at_create: false,
                 custom_dns_servers: true,
             },
@@ -253,16 +251,15 @@ impl CloudProvider for FakeCloud {
         self.capabilities.clone()
     }
 
-    async fn preflight(&self, _c: &ClusterRef, spec: &ClusterSpec) -> Result<Vec<(String, String)>> {
+    async fn preflight(&self, _c: &ClusterRef, request: &PreflightRequest) -> Result<Vec<PreflightProblem>> {
         self.enter("preflight", "").await?;
         let flavors = self.lock().flavors.clone();
-        Ok(spec
-            .nodes
-            .iter()
-            .filter(|g| g.count > 0 && !flavors.contains(&g.flavor))
+        Ok(request
+            .groups()
+            .filter(|g| !flavors.contains(&g.flavor))
             .map(|g| {
-                (
-                    format!("nodes.{}.flavor", g.role),
+                PreflightProblem::new(
+                    SpecField::Flavor(g.role),
                     format!(
                         "flavor \"{}\" does not exist on this cloud; available: {}",
                         g.flavor,
@@ -273,7 +270,7 @@ impl CloudProvider for FakeCloud {
             .collect())
     }
 
-    async fn ensure_image(&self, _c: &ClusterRef, image: &ImageSpec) -> Result<CloudResource> {
+    async fn ensure_image(&self, _c: &ClusterRef, image: &ImageSpec, _p: &StepProgress) -> Result<CloudResource> {
         self.enter("ensure_image", &image.name).await?;
         Ok(CloudResource::new(
             ResourceKind::Image,
@@ -357,6 +354,7 @@ impl CloudProvider for FakeCloud {
         c: &ClusterRef,
         instances: &[CloudResource],
         _t: Duration,
+        _p: &StepProgress,
     ) -> Result<Vec<CloudResource>> {
         self.enter("wait_instances", &instances.len().to_string()).await?;
         let mut st = self.lock();
@@ -482,10 +480,6 @@ impl CloudProvider for FakeCloud {
             }
             _ => Err(Self::not_found("delete", &r.id)),
         }
-    }
-
-    async fn reachable(&self, addr: SocketAddr) -> Result<SocketAddr> {
-        Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port()))
     }
 }
 

@@ -100,10 +100,9 @@ fn cloud(world: &World, capabilities: Capabilities, own: &[&str]) -> MockCloudPr
     m.expect_name().return_const("mock".to_string());
     m.expect_capabilities().return_const(capabilities);
     m.expect_destroy_rank().returning(|k| k.destroy_rank());
-    m.expect_reachable().returning(Ok);
     m.expect_preflight().returning(|_, _| Ok(Vec::new()));
     m.expect_ensure_image()
-        .returning(|_, i: &ImageSpec| Ok(CloudResource::new(ResourceKind::Image, "img-1", &i.name)));
+        .returning(|_, i: &ImageSpec, _| Ok(CloudResource::new(ResourceKind::Image, "img-1", &i.name)));
     if mine("ensure_network") {
         let w = world.clone();
         m.expect_ensure_network()
@@ -131,7 +130,7 @@ fn cloud(world: &World, capabilities: Capabilities, own: &[&str]) -> MockCloudPr
             .returning(move |_, b| Ok(w.create_instances(b)));
     }
     let w = world.clone();
-    m.expect_wait_instances().returning(move |_, instances, _| {
+    m.expect_wait_instances().returning(move |_, instances, _, _| {
         instances
             .iter()
             .enumerate()

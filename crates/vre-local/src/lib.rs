@@ -15,6 +15,7 @@
 //! `cloud_port`.
 #![warn(missing_docs)]
 
+mod dialer;
 mod provider;
 mod running;
 mod settings;
@@ -89,9 +90,13 @@ impl ProviderFactory for LocalFactory {
             "Default",
             OpenStackSettings::default(),
         )
-        .with_spec(ctx.spec.clone())
-        .with_events(ctx.events.clone())
         .with_poll(poll);
-        Ok(Arc::new(provider::LocalProvider { inner, running }))
+        ctx.dialer.install(Arc::new(dialer::SimDialer {
+            running: running.clone(),
+        }));
+        Ok(Arc::new(provider::LocalProvider {
+            inner,
+            _running: running,
+        }))
     }
 }

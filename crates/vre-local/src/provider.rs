@@ -1,15 +1,15 @@
 //! The `local` provider: the OpenStack provider pointed at the simulator,
-//! polling on the simulated clock, with addresses inside the simulated cloud
-//! mapped to loopback.
+//! polling on the simulated clock. Addresses inside the simulated cloud are
+//! mapped to loopback by the [`crate::dialer::SimDialer`] the factory installs.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use vre_core::provider::{InstanceBatch, NetworkInfo, NetworkRequest, SecurityGroupRequest, VolumeRequest};
 use vre_core::spec::ImageSpec;
 use vre_core::{
-    Capabilities, CloudProvider, CloudResource, ClusterRef, ClusterSpec, Error, ResourceKey, ResourceKind, Result,
+    Capabilities, CloudProvider, CloudResource, ClusterRef, PreflightProblem, PreflightRequest, ResourceKey,
+    ResourceKind, Result, StepProgress,
 };
 use vre_openstack::OpenStackProvider;
 
@@ -30,11 +30,11 @@ pub(crate) fn scaled_poll(time_scale: f64) -> vre_openstack::PollPolicy {
     }
 }
 
-/// The OpenStack provider, pointed at the simulator, with addresses inside
-/// the simulated cloud mapped to loopback.
+/// The OpenStack provider, pointed at the simulator (kept running while
+/// the provider lives).
 pub(crate) struct LocalProvider {
     pub(crate) inner: OpenStackProvider,
-    pub(crate) running: Running,
+    pub(crate) _running: Running,
 }
 
 #[async_trait]
@@ -45,12 +45,12 @@ impl CloudProvider for LocalProvider {
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
-    async fn preflight(&self, c: &ClusterRef, spec: &ClusterSpec) -> Result<Vec<(String, String)>> {
+    async fn preflight(&self, c: &ClusterRef, r: &PreflightRequest) -> Result<Vec<PreflightProblem>> {
         // problems name [openstack] keys; the simulator's table is [sim]
-        Ok(self.inner.preflight(c, spec).await?)
+        self.inner.preflight(c, r).await
     }
-    async fn ensure_image(&self, c: &ClusterRef, image: &ImageSpec) -> Result<CloudResource> {
-        self.inner.ensure_image(c, image).await
+    async fn ensure_image(&self, c: &ClusterRef, image: &ImageSpec, p: &StepProgress) -> Result<CloudResource> {
+        self.inner.ensure_image(c, image, p).await
     }
     async fn ensure_network(&self, c: &ClusterRef, r: &NetworkRequest) -> Result<NetworkInfo> {
         self.inner.ensure_network(c, r).await
@@ -69,8 +69,14 @@ impl CloudProvider for LocalProvider {
     async fn create_instances(&self, c: &ClusterRef, b: &InstanceBatch) -> Result<Vec<CloudResource>> {
         self.inner.create_instances(c, b).await
     }
-    async fn wait_instances(&self, c: &ClusterRef, i: &[CloudResource], t: Duration) -> Result<Vec<CloudResource>> {
-        self.inner.wait_instances(c, i, t).await
+    async fn wait_instances(
+        &self,
+        c: &ClusterRef,
+        i: &[CloudResource],
+        t: Duration,
+        p: &StepProgress,
+    ) -> Result<Vec<CloudResource>> {
+        self.inner.wait_instances(c, i, t, p).await
     }
     async fn create_volume(&self, c: &ClusterRef, r: &VolumeRequest) -> Result<CloudResource> {
         self.inner.create_volume(c, r).await
@@ -103,29 +109,6 @@ impl CloudProvider for LocalProvider {
     }
     fn destroy_rank(&self, kind: &ResourceKind) -> u32 {
         self.inner.destroy_rank(kind)
-    }
-    async fn reachable(&self, addr: SocketAddr) -> Result<SocketAddr> {
-        if addr.port() != vre_core::API_PORT {
-            return Err(Error::input(
-                "provider",
-                format!(
-                    "the simulator runs no {} on {addr}: simulated machines only serve the Kubernetes API (use kubectl)",
-                    if addr.port() == 22 { "SSH server" } else { "service" }
-                ),
-            ));
-        }
-        // the master's API server comes up a little after its machine boots
-        for _ in 0..600 {
-            if let Some(a) = self.running.endpoint_for(addr.ip()).await? {
-                return Ok(a);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err(Error::Timeout {
-            what: format!("the simulated API server of {addr}"),
-            after: Duration::from_secs(60),
-            hint: "the master never ran kubeadm init: check its user data (`vre status`)".into(),
-        })
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use vre_core::{CloudError, Error, Retry};
+use vre_core::{CloudError, Error, Retry, SpecField};
 
 /// What can go wrong talking to OpenStack.
 #[derive(Debug, thiserror::Error)]
@@ -42,9 +42,14 @@ pub enum OpenStackError {
     /// Keystone refused the credentials, or they are incomplete.
     #[error("{0}")]
     Credentials(String),
-    /// The cloud lacks something the spec names (flavor, network, import method).
+    /// The cloud refuses a value of vre.toml outside the spec's fields the
+    /// engine names (`ssh.public_key`).
     #[error("{field}: {message}")]
     Input { field: String, message: String },
+    /// The cloud lacks something a spec field names (flavor, image, network,
+    /// import method) or its quota is too small for it.
+    #[error("{field}: {message}")]
+    Rejected { field: SpecField, message: String },
     /// The cloud put a resource in an error state.
     #[error("{service} {operation}: {message}")]
     Failed {
@@ -140,6 +145,7 @@ impl From<OpenStackError> for Error {
             } => final_error(service, operation, format!("unexpected answer: {message}")),
             OpenStackError::Credentials(message) => Error::Credentials { message },
             OpenStackError::Input { field, message } => Error::Input { field, message },
+            OpenStackError::Rejected { field, message } => Error::Rejected { field, message },
             OpenStackError::Failed {
                 service,
                 operation,

@@ -1,6 +1,7 @@
 //! Nova flavors: listed once per provider (every page), looked up by name or
 //! id, and named in the error when a role asks for one the cloud lacks.
 
+use vre_core::SpecField;
 use vre_core::spec::Role;
 
 use crate::error::OpenStackError;
@@ -27,8 +28,8 @@ impl OpenStackProvider {
         if let Some(f) = flavors.iter().find(|f| f.name == name || f.id == name) {
             return Ok(f.clone());
         }
-        Err(OpenStackError::Input {
-            field: format!("nodes.{role}.flavor"),
+        Err(OpenStackError::Rejected {
+            field: SpecField::Flavor(role),
             message: unknown_flavor(name, &flavors),
         })
     }

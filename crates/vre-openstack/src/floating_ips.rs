@@ -2,6 +2,7 @@
 //! tagged with the cluster and their key, bound to the node's port.
 
 use serde_json::Value;
+use vre_core::SpecField;
 use vre_core::spec::Role;
 use vre_core::{CloudResource, ClusterRef, KEY_TAG, ResourceKey, ResourceKind, attr};
 
@@ -37,7 +38,7 @@ impl OpenStackProvider {
             Some(f) => f,
             None => {
                 let pool = self
-                    .external_network(self.settings.pool(), self.settings.pool_field())
+                    .external_network(self.settings.pool(), self.settings.pool_key())
                     .await?;
                 let v: Value = match api.json(requests::allocate_floating_ip(&pool.id, name)).await {
                     Ok(v) => v,
@@ -48,8 +49,8 @@ impl OpenStackProvider {
                         ..
                     }) if code.as_deref() == Some("OverQuota") || message.contains("Quota") => {
                         let role = key.node().map_or(Role::Edge, |n| n.0);
-                        return Err(OpenStackError::Input {
-                            field: format!("nodes.{role}.public_ip"),
+                        return Err(OpenStackError::Rejected {
+                            field: SpecField::PublicIp(role),
                             message: format!("{message}; release unused floating IPs or ask for more quota"),
                         });
                     }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use vre_core::spec::ImageSpec;
-use vre_core::{CloudResource, ResourceKind};
+use vre_core::{CloudResource, ResourceKind, SpecField, StepProgress};
 
 use crate::error::OpenStackError;
 use crate::provider::{OpenStackProvider, OsResult};
@@ -15,7 +15,7 @@ use crate::wire::{Image, ImageList, ImportInfo, disk_format_of};
 impl OpenStackProvider {
     /// The image `image` names: found active, waited for while an earlier
     /// import runs, or imported from `image.source` with `web-download`.
-    pub(crate) async fn image(&self, image: &ImageSpec) -> OsResult<CloudResource> {
+    pub(crate) async fn image(&self, image: &ImageSpec, progress: &StepProgress) -> OsResult<CloudResource> {
         let found = self.images_named(&image.name).await?;
         let to_resource = |i: &Image| {
             let mut r = CloudResource::new(ResourceKind::Image, &i.id, i.name.clone().unwrap_or_default());
@@ -33,13 +33,13 @@ impl OpenStackProvider {
         {
             // an import already running (an earlier apply): wait for it
             if i.status != "queued" || i.os_glance_import_task.is_some() {
-                let done = self.wait_image(&i.id, &image.name).await?;
+                let done = self.wait_image(&i.id, &image.name, progress).await?;
                 return Ok(to_resource(&done));
             }
         }
         let Some(source) = &image.source else {
-            return Err(OpenStackError::Input {
-                field: "image.name".into(),
+            return Err(OpenStackError::Rejected {
+                field: SpecField::Image,
                 message: format!(
                     "image \"{}\" does not exist on this cloud and image.source is not set; upload it or set image.source",
                     image.name
@@ -52,8 +52,8 @@ impl OpenStackProvider {
             Err(e) => return Err(e),
         };
         if !methods.iter().any(|m| m == "web-download") {
-            return Err(OpenStackError::Input {
-                field: "image.source".into(),
+            return Err(OpenStackError::Rejected {
+                field: SpecField::ImageSource,
                 message: format!(
                     "image \"{}\" must be imported but this cloud's Glance does not offer the web-download import method; upload it yourself",
                     image.name
@@ -75,9 +75,8 @@ impl OpenStackProvider {
             }
         };
         api.send(requests::import_image(&id, source)).await?;
-        self.events
-            .progress("image", format!("importing {} from {source}", image.name));
-        let done = self.wait_image(&id, &image.name).await?;
+        progress.message(format!("importing {} from {source}", image.name));
+        let done = self.wait_image(&id, &image.name, progress).await?;
         Ok(to_resource(&done))
     }
 
@@ -91,7 +90,7 @@ impl OpenStackProvider {
         Ok(info.import_methods.value)
     }
 
-    pub(crate) async fn wait_image(&self, id: &str, name: &str) -> OsResult<Image> {
+    pub(crate) async fn wait_image(&self, id: &str, name: &str, progress: &StepProgress) -> OsResult<Image> {
         let started = Instant::now();
         let limit = Duration::from_secs(3600);
         let mut delay = self.poll.first;
@@ -133,7 +132,7 @@ impl OpenStackProvider {
                     after: limit,
                 });
             }
-            self.events.progress("image", format!("image {name}: {}", img.status));
+            progress.message(format!("image {name}: {}", img.status));
             tokio::time::sleep(delay).await;
             delay = self.poll.next(delay);
         }

@@ -107,11 +107,7 @@ impl ProviderFactory for OpenStackFactory {
         credentials.http_client()?;
         credentials.interface_type()?;
         credentials.token_url()?;
-        Ok(Arc::new(
-            OpenStackProvider::new(credentials, settings)
-                .with_spec(ctx.spec.clone())
-                .with_events(ctx.events.clone()),
-        ))
+        Ok(Arc::new(OpenStackProvider::new(credentials, settings)))
     }
 }
 

@@ -2,12 +2,10 @@
 //! address kept out of its pools), a router to the external network and its
 //! interface; or the network `[openstack] network` names, used as it is.
 
-use std::net::Ipv4Addr;
-
 use serde_json::Value;
 use vre_core::plan::network_name;
 use vre_core::spec::Ipv4Cidr;
-use vre_core::{CloudResource, ClusterRef, NetworkInfo, NetworkRequest, ResourceKey, ResourceKind, attr};
+use vre_core::{CloudResource, ClusterRef, NetworkInfo, NetworkRequest, ResourceKey, ResourceKind, SpecField, attr};
 
 use crate::error::{OpenStackError, ok_if_gone};
 use crate::neutron::parse_list;
@@ -25,11 +23,6 @@ impl OpenStackProvider {
             .network
             .clone()
             .unwrap_or_else(|| network_name(&cluster.name))
-    }
-
-    /// The master's fixed address in `cidr`, kept out of the subnet's allocation pools.
-    pub(crate) fn master_ip(&self, cidr: &Ipv4Cidr) -> Option<Ipv4Addr> {
-        self.spec.as_ref().and_then(|s| s.network.master_address(cidr))
     }
 
     /// The cluster's network, subnet and router (or the reused network), made or found.
@@ -77,7 +70,8 @@ impl OpenStackProvider {
             .filter(|d| d.is_ipv4())
             .map(|d| d.to_string())
             .collect();
-        let pools = allocation_pools(&request.cidr, self.master_ip(&request.cidr));
+        // the master's fixed address is kept out of the subnet's allocation pools
+        let pools = allocation_pools(&request.cidr, request.master_address(&request.cidr));
         let subnet: Subnet = self
             .ensure_named(
                 &subnet_name,
@@ -87,7 +81,7 @@ impl OpenStackProvider {
             )
             .await?;
         let ext = self
-            .external_network(&self.settings.external_network, "openstack.external_network")
+            .external_network(&self.settings.external_network, "external_network")
             .await?;
         let router_name = format!("{c}-router");
         let router: Router = self
@@ -134,16 +128,17 @@ impl OpenStackProvider {
         parse_list(&v, "networks", "find network")
     }
 
-    /// The external network called `name`, or an error naming `field`.
-    pub(crate) async fn external_network(&self, name: &str, field: &str) -> OsResult<Network> {
+    /// The external network called `name`, or an error naming the
+    /// `[openstack]` key `key` that gave the name.
+    pub(crate) async fn external_network(&self, name: &str, key: &str) -> OsResult<Network> {
         if let Some(n) = self.networks_named(name, true).await?.into_iter().next() {
             return Ok(n);
         }
         let v: Value = self.api().await?.json(requests::list_external_networks()).await?;
         let all: Vec<Network> = parse_list(&v, "networks", "list external networks")?;
         let names: Vec<&str> = all.iter().map(|n| n.name.as_str()).collect();
-        Err(OpenStackError::Input {
-            field: field.to_string(),
+        Err(OpenStackError::Rejected {
+            field: SpecField::setting(crate::settings::TABLE, key),
             message: format!(
                 "external network \"{name}\" does not exist on this cloud; available: {}",
                 if names.is_empty() {

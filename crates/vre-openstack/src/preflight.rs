@@ -4,36 +4,40 @@
 
 use std::collections::BTreeSet;
 
-use vre_core::ClusterRef;
-use vre_core::spec::ClusterSpec;
+use vre_core::spec::node_name;
+use vre_core::{ClusterRef, PreflightProblem, PreflightRequest, SpecField};
 
 use crate::error::OpenStackError;
 use crate::flavors::unknown_flavor;
 use crate::provider::{OpenStackProvider, OsResult};
 use crate::requests;
+use crate::settings::TABLE;
 use crate::wire::{Limits, NeutronQuotaDetails};
 
 impl OpenStackProvider {
-    /// What would make an apply of `spec` fail on this cloud, as (field,
-    /// message) pairs: unknown flavors, a missing image or network, quotas.
+    /// What would make an apply of `request` fail on this cloud: unknown
+    /// flavors, a missing image or network, quotas.
     pub(crate) async fn preflight_checks(
         &self,
         cluster: &ClusterRef,
-        spec: &ClusterSpec,
-    ) -> OsResult<Vec<(String, String)>> {
+        request: &PreflightRequest,
+    ) -> OsResult<Vec<PreflightProblem>> {
         let mut problems = Vec::new();
         let flavors = self.flavors().await?;
         let existing = self.list_servers(cluster, None).await?;
         let existing_names: BTreeSet<&str> = existing.iter().map(|s| s.name.as_str()).collect();
         let (mut instances, mut cores, mut ram, mut gigabytes, mut volumes, mut ips) =
             (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
-        for g in spec.nodes.iter().filter(|g| g.count > 0) {
+        for g in request.groups() {
             let flavor = flavors.iter().find(|f| f.name == g.flavor || f.id == g.flavor);
             if flavor.is_none() {
-                problems.push((format!("nodes.{}.flavor", g.role), unknown_flavor(&g.flavor, &flavors)));
+                problems.push(PreflightProblem::new(
+                    SpecField::Flavor(g.role),
+                    unknown_flavor(&g.flavor, &flavors),
+                ));
             }
             let missing = (1..=g.count)
-                .filter(|i| !existing_names.contains(spec.node_name(g.role, *i).as_str()))
+                .filter(|i| !existing_names.contains(node_name(&cluster.name, g.role, *i).as_str()))
                 .count() as u64;
             instances += missing;
             if let Some(f) = flavor {
@@ -42,13 +46,12 @@ impl OpenStackProvider {
                 if self.settings.boot_from_volume {
                     let size = g.root_disk_gb.map(u64::from).unwrap_or(f.disk);
                     if size == 0 {
-                        problems.push((
-                            format!("nodes.{}.root_disk_gb", g.role),
-                            format!(
-                                "openstack.boot_from_volume needs a root disk size and flavor \"{}\" has none; set nodes.{}.root_disk_gb",
-                                f.name, g.role
-                            ),
-                        ));
+                        let field = SpecField::RootDisk(g.role);
+                        let message = format!(
+                            "openstack.boot_from_volume needs a root disk size and flavor \"{}\" has none; set {field}",
+                            f.name
+                        );
+                        problems.push(PreflightProblem::new(field, message));
                     }
                     gigabytes += missing * size;
                     volumes += missing;
@@ -63,34 +66,35 @@ impl OpenStackProvider {
             }
         }
         // image
-        let images = self.images_named(&spec.image.name).await?;
+        let image = &request.image;
+        let images = self.images_named(&image.name).await?;
         if !images
             .iter()
             .any(|i| matches!(i.status.as_str(), "active" | "queued" | "saving" | "importing"))
         {
-            match &spec.image.source {
-                None => problems.push((
-                    "image.name".into(),
+            match &image.source {
+                None => problems.push(PreflightProblem::new(
+                    SpecField::Image,
                     format!(
                         "image \"{}\" does not exist on this cloud and image.source is not set; upload it or set image.source to a URL the cloud can download",
-                        spec.image.name
+                        image.name
                     ),
                 )),
                 Some(_) => match self.import_methods().await {
                     Ok(m) if m.iter().any(|x| x == "web-download") => {}
-                    Ok(m) => problems.push((
-                        "image.source".into(),
+                    Ok(m) => problems.push(PreflightProblem::new(
+                        SpecField::ImageSource,
                         format!(
                             "image \"{}\" must be imported but this cloud's Glance does not offer web-download (it offers: {}); upload the image yourself",
-                            spec.image.name,
+                            image.name,
                             if m.is_empty() { "nothing".into() } else { m.join(", ") }
                         ),
                     )),
-                    Err(e) if e.is_not_found() => problems.push((
-                        "image.source".into(),
+                    Err(e) if e.is_not_found() => problems.push(PreflightProblem::new(
+                        SpecField::ImageSource,
                         format!(
                             "image \"{}\" must be imported but this cloud's Glance has no interoperable image import; upload the image yourself",
-                            spec.image.name
+                            image.name
                         ),
                     )),
                     Err(e) => return Err(e),
@@ -99,33 +103,33 @@ impl OpenStackProvider {
         }
         // networks
         if self.settings.network.is_none() {
-            if let Err(OpenStackError::Input { field, message }) = self
-                .external_network(&self.settings.external_network, "openstack.external_network")
+            if let Err(OpenStackError::Rejected { field, message }) = self
+                .external_network(&self.settings.external_network, "external_network")
                 .await
             {
-                problems.push((field, message));
+                problems.push(PreflightProblem::new(field, message));
             }
         } else if let Some(n) = &self.settings.network
             && self.networks_named(n, false).await?.is_empty()
         {
-            problems.push((
-                "openstack.network".into(),
+            problems.push(PreflightProblem::new(
+                SpecField::setting(TABLE, "network"),
                 format!("network \"{n}\" does not exist on this cloud"),
             ));
         }
         if ips > 0
             && (self.settings.floating_ip_pool.is_some() || self.settings.network.is_some())
-            && let Err(OpenStackError::Input { field, message }) = self
-                .external_network(self.settings.pool(), self.settings.pool_field())
+            && let Err(OpenStackError::Rejected { field, message }) = self
+                .external_network(self.settings.pool(), self.settings.pool_key())
                 .await
         {
-            problems.push((field, message));
+            problems.push(PreflightProblem::new(field, message));
         }
         if let Some(g) = &self.settings.security_group
             && self.security_groups_named(g).await?.is_empty()
         {
-            problems.push((
-                "openstack.security_group".into(),
+            problems.push(PreflightProblem::new(
+                SpecField::setting(TABLE, "security_group"),
                 format!("security group \"{g}\" does not exist in this project"),
             ));
         }
@@ -152,28 +156,27 @@ impl OpenStackProvider {
             ("RAM", ram, limits.pair("maxTotalRAMSize", "totalRAMUsed"), " MiB"),
         ] {
             if let Some(m) = quota(what, need, pair, unit) {
-                problems.push(("nodes".into(), m));
+                problems.push(PreflightProblem::new(SpecField::Nodes, m));
             }
         }
         if gigabytes > 0 {
             match api.json::<Limits>(requests::volume_limits()).await {
                 Ok(l) => {
-                    let field = spec
-                        .nodes
-                        .iter()
-                        .find(|g| g.count > 0 && g.volume_gb.is_some())
-                        .map(|g| format!("nodes.{}.volume_gb", g.role))
-                        .unwrap_or_else(|| "openstack.boot_from_volume".into());
+                    let field = request
+                        .groups()
+                        .find(|g| g.volume_gb.is_some())
+                        .map(|g| SpecField::Volume(g.role))
+                        .unwrap_or_else(|| SpecField::setting(TABLE, "boot_from_volume"));
                     if let Some(m) = quota(
                         "volume storage",
                         gigabytes,
                         l.pair("maxTotalVolumeGigabytes", "totalGigabytesUsed"),
                         " GB",
                     ) {
-                        problems.push((field.clone(), m));
+                        problems.push(PreflightProblem::new(field.clone(), m));
                     }
                     if let Some(m) = quota("volumes", volumes, l.pair("maxTotalVolumes", "totalVolumesUsed"), "") {
-                        problems.push((field, m));
+                        problems.push(PreflightProblem::new(field, m));
                     }
                 }
                 Err(e) if e.status().is_some_and(|s| s < 500) => {
@@ -192,13 +195,12 @@ impl OpenStackProvider {
                     if let Some(d) = q.quota.get("floatingip").filter(|d| d.limit >= 0) {
                         let left = (d.limit - d.used - d.reserved).max(0) as u64;
                         if ips > left {
-                            let field = spec
-                                .nodes
-                                .iter()
-                                .find(|g| g.count > 0 && g.public_ip)
-                                .map(|g| format!("nodes.{}.public_ip", g.role))
-                                .unwrap_or_else(|| "nodes".into());
-                            problems.push((
+                            let field = request
+                                .groups()
+                                .find(|g| g.public_ip)
+                                .map(|g| SpecField::PublicIp(g.role))
+                                .unwrap_or(SpecField::Nodes);
+                            problems.push(PreflightProblem::new(
                                 field,
                                 format!(
                                     "needs {ips} more floating IPs but the project's quota leaves {left} ({} of {} used); release unused floating IPs or ask for more quota",

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::{Mutex, OnceCell};
-use vre_core::spec::{ClusterSpec, ImageSpec};
+use vre_core::spec::ImageSpec;
 use vre_core::{
-    Capabilities, CloudProvider, CloudResource, ClusterRef, EventSink, InstanceBatch, NetworkInfo, NetworkRequest,
-    ResourceKey, Result, SecurityGroupRequest, VolumeRequest,
+    Capabilities, CloudProvider, CloudResource, ClusterRef, InstanceBatch, NetworkInfo, NetworkRequest,
+    PreflightProblem, PreflightRequest, ResourceKey, Result, SecurityGroupRequest, StepProgress, VolumeRequest,
 };
 
 use crate::api::{Api, from_osauth};
@@ -59,10 +59,6 @@ impl PollPolicy {
 pub struct OpenStackProvider {
     credentials: Credentials,
     pub(crate) settings: OpenStackSettings,
-    /// The spec, for the master's fixed address (kept out of the subnet's
-    /// allocation pool) and root disk sizes.
-    pub(crate) spec: Option<Arc<ClusterSpec>>,
-    pub(crate) events: EventSink,
     pub(crate) poll: PollPolicy,
     api: OnceCell<Api>,
     pub(crate) flavors: Mutex<Option<Vec<Flavor>>>,
@@ -85,8 +81,6 @@ impl OpenStackProvider {
         OpenStackProvider {
             credentials,
             settings,
-            spec: None,
-            events: EventSink::none(),
             poll: PollPolicy::default(),
             api: OnceCell::new(),
             flavors: Mutex::new(None),
@@ -109,18 +103,6 @@ impl OpenStackProvider {
             Credentials::password(auth_url, user, password, project, domain),
             settings,
         )
-    }
-
-    /// Gives the provider the spec (the master's fixed address, root disk sizes).
-    pub fn with_spec(mut self, spec: Arc<ClusterSpec>) -> Self {
-        self.spec = Some(spec);
-        self
-    }
-
-    /// Sends progress to `events`.
-    pub fn with_events(mut self, events: EventSink) -> Self {
-        self.events = events;
-        self
     }
 
     /// Replaces the polling schedule (tests and the simulator poll faster).
@@ -163,20 +145,22 @@ impl CloudProvider for OpenStackProvider {
         Capabilities {
             multi_create: true,
             max_batch: 1000,
-            fixed_private_ip: true,
-            load_balancer: false,
-            shared_file_system: false,
             public_ip_at_create: false,
             custom_dns_servers: true,
         }
     }
 
-    async fn preflight(&self, cluster: &ClusterRef, spec: &ClusterSpec) -> Result<Vec<(String, String)>> {
-        Ok(self.preflight_checks(cluster, spec).await?)
+    async fn preflight(&self, cluster: &ClusterRef, request: &PreflightRequest) -> Result<Vec<PreflightProblem>> {
+        Ok(self.preflight_checks(cluster, request).await?)
     }
 
-    async fn ensure_image(&self, _cluster: &ClusterRef, image: &ImageSpec) -> Result<CloudResource> {
-        Ok(self.image(image).await?)
+    async fn ensure_image(
+        &self,
+        _cluster: &ClusterRef,
+        image: &ImageSpec,
+        progress: &StepProgress,
+    ) -> Result<CloudResource> {
+        Ok(self.image(image, progress).await?)
     }
 
     async fn ensure_network(&self, cluster: &ClusterRef, request: &NetworkRequest) -> Result<NetworkInfo> {
@@ -205,8 +189,9 @@ impl CloudProvider for OpenStackProvider {
         cluster: &ClusterRef,
         instances: &[CloudResource],
         timeout: Duration,
+        progress: &StepProgress,
     ) -> Result<Vec<CloudResource>> {
-        Ok(self.wait(cluster, instances, timeout).await?)
+        Ok(self.wait(cluster, instances, timeout, progress).await?)
     }
 
     async fn create_volume(&self, cluster: &ClusterRef, request: &VolumeRequest) -> Result<CloudResource> {

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use vre_core::{
-    CLUSTER_TAG, CloudResource, ClusterRef, InstanceBatch, ROLE_TAG, ResourceKey, ResourceKind, ResourceStatus, attr,
+    CLUSTER_TAG, CloudResource, ClusterRef, InstanceBatch, ROLE_TAG, ResourceKey, ResourceKind, ResourceStatus,
+    SpecField, StepProgress, attr,
 };
 
 use crate::error::{OpenStackError, ok_if_gone};
@@ -150,8 +151,8 @@ impl OpenStackProvider {
             let boot_volume_gb = if self.settings.boot_from_volume {
                 let size = batch.root_disk_gb.map(u64::from).unwrap_or(flavor.disk);
                 if size == 0 {
-                    return Err(OpenStackError::Input {
-                        field: format!("nodes.{role}.root_disk_gb"),
+                    return Err(OpenStackError::Rejected {
+                        field: SpecField::RootDisk(role),
                         message: "openstack.boot_from_volume needs a root disk size; set it".into(),
                     });
                 }
@@ -181,20 +182,17 @@ impl OpenStackProvider {
                 boot_volume_gb,
                 volume_type: self.settings.volume_type.as_deref(),
             };
-            self.events.progress(
-                &format!("servers/{role}"),
-                match count {
-                    1 => format!("creating {name}"),
-                    n => format!("creating {n} {role} servers in one request"),
-                },
-            );
+            batch.progress.message(match count {
+                1 => format!("creating {name}"),
+                n => format!("creating {n} {role} servers in one request"),
+            });
             let reservation = match self.create_servers(&create).await {
                 Ok(r) => r,
                 Err(OpenStackError::Api {
                     status: 400, message, ..
                 }) if message.to_lowercase().contains("flavor") => {
-                    return Err(OpenStackError::Input {
-                        field: format!("nodes.{role}.flavor"),
+                    return Err(OpenStackError::Rejected {
+                        field: SpecField::Flavor(role),
                         message,
                     });
                 }
@@ -203,8 +201,8 @@ impl OpenStackProvider {
                     message,
                     ..
                 }) if message.to_lowercase().contains("quota") => {
-                    return Err(OpenStackError::Input {
-                        field: format!("nodes.{role}.count"),
+                    return Err(OpenStackError::Rejected {
+                        field: SpecField::Count(role),
                         message: format!("{message}; lower the count or ask for more quota"),
                     });
                 }
@@ -246,14 +244,10 @@ impl OpenStackProvider {
         cluster: &ClusterRef,
         instances: &[CloudResource],
         timeout: Duration,
+        progress: &StepProgress,
     ) -> OsResult<Vec<CloudResource>> {
         let started = Instant::now();
         let mut delay = self.poll.first;
-        let step = instances
-            .iter()
-            .find_map(|r| r.key.as_ref().and_then(|k| k.node()))
-            .map(|(r, _)| format!("servers/{r}"))
-            .unwrap_or_else(|| "servers".into());
         loop {
             let mut list = self.cluster_servers(cluster, self.poll.first).await?;
             if instances.iter().any(|w| !list.iter().any(|s| s.id == w.id)) {
@@ -275,8 +269,7 @@ impl OpenStackProvider {
                 out.push(r);
             }
             let total = instances.len() as u64;
-            self.events
-                .count(&step, "servers ACTIVE or failed", total - pending, total);
+            progress.count("servers ACTIVE or failed", total - pending, total);
             if pending == 0 {
                 return Ok(out);
             }

@@ -71,11 +71,11 @@ impl OpenStackSettings {
     }
 
     /// The `[openstack]` key that names the floating IP pool ([`Self::pool`]).
-    pub fn pool_field(&self) -> &'static str {
+    pub fn pool_key(&self) -> &'static str {
         if self.floating_ip_pool.is_some() {
-            "openstack.floating_ip_pool"
+            "floating_ip_pool"
         } else {
-            "openstack.external_network"
+            "external_network"
         }
     }
 

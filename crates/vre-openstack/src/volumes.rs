@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use vre_core::SpecField;
 use vre_core::spec::Role;
 use vre_core::{
     CLUSTER_TAG, CloudResource, ClusterRef, KEY_TAG, ResourceKey, ResourceKind, ResourceStatus, VolumeRequest, attr,
@@ -134,8 +135,8 @@ impl OpenStackProvider {
                         ..
                     }) => {
                         let role = request.key.node().map_or(Role::Storage, |n| n.0);
-                        return Err(OpenStackError::Input {
-                            field: format!("nodes.{role}.volume_gb"),
+                        return Err(OpenStackError::Rejected {
+                            field: SpecField::Volume(role),
                             message: format!("{message}; lower the size or count, or ask for more quota"),
                         });
                     }

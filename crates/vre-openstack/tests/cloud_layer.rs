@@ -24,8 +24,8 @@ use serde_json::Value;
 use vre_core::plan::{Action, Plan, public_ip_name, volume_name};
 use vre_core::spec::{ClusterSpec, ImageSpec, NodeGroup, PortRange, Role};
 use vre_core::{
-    CloudProvider, CloudResource, ClusterRef, InstanceBatch, InstanceRequest, NetworkRequest, ResourceKey,
-    ResourceKind, ResourceStatus, SecurityGroupRequest, VolumeRequest, attr,
+    CloudProvider, CloudResource, ClusterRef, InstanceBatch, InstanceRequest, NetworkRequest, PreflightRequest,
+    ResourceKey, ResourceKind, ResourceStatus, SecurityGroupRequest, StepProgress, VolumeRequest, attr,
 };
 use vre_openstack::api::{Call, Service};
 use vre_openstack::{Credentials, OpenStackProvider, OpenStackSettings, PollPolicy};
@@ -33,8 +33,8 @@ use vre_openstack::{Credentials, OpenStackProvider, OpenStackSettings, PollPolic
 const PUBLIC_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHcjCBr2yxgP2oEr4OyKgNfaJ9N7mb8TlcFIbJ0sqrp6 vre-test";
 
 struct Target {
-    /// Builds the provider for a spec and an `[openstack]` table, as the factory does.
-    provider: Box<dyn Fn(Arc<ClusterSpec>, OpenStackSettings) -> OpenStackProvider>,
+    /// Builds the provider for an `[openstack]` table, as the factory does.
+    provider: Box<dyn Fn(OpenStackSettings) -> OpenStackProvider>,
     image: String,
     flavor: String,
 }
@@ -83,19 +83,20 @@ fn fastrand_suffix() -> String {
 /// and volumes, servers per role (one batch each), wait, attach, associate.
 async fn apply(p: &OpenStackProvider, c: &ClusterRef, s: &ClusterSpec) -> BTreeMap<ResourceKey, CloudResource> {
     let mut made = BTreeMap::new();
-    let problems = p.preflight(c, s).await.unwrap();
+    let network = NetworkRequest {
+        cidr: s.network.cidr,
+        dns_servers: s.network.dns_servers.clone(),
+        master_ip: s.network.master_ip,
+    };
+    let preflight = PreflightRequest {
+        nodes: s.nodes.clone(),
+        image: s.image.clone(),
+        network: network.clone(),
+    };
+    let problems = p.preflight(c, &preflight).await.unwrap();
     assert!(problems.is_empty(), "preflight: {problems:?}");
-    let image = p.ensure_image(c, &s.image).await.unwrap();
-    let net = p
-        .ensure_network(
-            c,
-            &NetworkRequest {
-                cidr: s.network.cidr,
-                dns_servers: s.network.dns_servers.clone(),
-            },
-        )
-        .await
-        .unwrap();
+    let image = p.ensure_image(c, &s.image, &StepProgress::none()).await.unwrap();
+    let net = p.ensure_network(c, &network).await.unwrap();
     assert_eq!(net.cidr, s.network.cidr);
     let sg = p
         .ensure_security_group(
@@ -153,11 +154,16 @@ async fn apply(p: &OpenStackProvider, c: &ClusterRef, s: &ClusterSpec) -> BTreeM
                     public_ip: None,
                 })
                 .collect(),
+            ssh_user: s.ssh.user.clone(),
             token: format!("{}-{}-test", c.name, g.role),
+            progress: StepProgress::none(),
         };
         let created = p.create_instances(c, &batch).await.unwrap();
         assert_eq!(created.len(), g.count as usize, "{created:?}");
-        let ready = p.wait_instances(c, &created, Duration::from_secs(600)).await.unwrap();
+        let ready = p
+            .wait_instances(c, &created, Duration::from_secs(600), &StepProgress::none())
+            .await
+            .unwrap();
         for r in ready {
             assert_eq!(r.status, ResourceStatus::Ready, "{r:?}");
             made.insert(r.key.clone().expect("servers are keyed by name"), r);
@@ -387,7 +393,7 @@ async fn deploy_check_destroy(t: Target) {
     let cluster = unique_cluster();
     let c = ClusterRef::new(&cluster);
     let s = spec(&cluster, &t.flavor, &t.image);
-    let p = (t.provider)(Arc::new(s.clone()), OpenStackSettings::default());
+    let p = (t.provider)(OpenStackSettings::default());
     assert!(p.inventory(&c).await.unwrap().is_empty());
 
     let made = apply(&p, &c, &s).await;
@@ -512,7 +518,7 @@ async fn reuse_check_destroy(t: Target) {
     s.network.cidr = "10.43.0.0/24".parse().unwrap();
 
     // someone else's network and group: no vre tags
-    let setup = (t.provider)(Arc::new(s.clone()), OpenStackSettings::default());
+    let setup = (t.provider)(OpenStackSettings::default());
     let net_name = format!("{cluster}-shared-net");
     let sg_name = format!("{cluster}-shared-sg");
     let net = post(
@@ -546,7 +552,7 @@ async fn reuse_check_destroy(t: Target) {
         security_group: Some(sg_name.clone()),
         ..OpenStackSettings::default()
     };
-    let p = (t.provider)(Arc::new(s.clone()), settings);
+    let p = (t.provider)(settings);
     // before apply the reused pair is all there is, and the plan keeps it
     let inv = p.inventory(&c).await.unwrap();
     assert_eq!(inv.len(), 2, "{inv:#?}");
@@ -669,13 +675,13 @@ async fn start_sim() -> (vre_sim::cloud::CloudHandle, Target) {
         .await
         .unwrap();
     let auth_url = cloud.auth_url();
-    let provider = move |spec, settings| {
-        OpenStackProvider::with_password(&auth_url, "admin", &password, "vre", "Default", settings)
-            .with_spec(spec)
-            .with_poll(PollPolicy {
+    let provider = move |settings| {
+        OpenStackProvider::with_password(&auth_url, "admin", &password, "vre", "Default", settings).with_poll(
+            PollPolicy {
                 first: Duration::from_millis(100),
                 max: Duration::from_millis(500),
-            })
+            },
+        )
     };
     let target = Target {
         provider: Box::new(provider),
@@ -693,7 +699,7 @@ fn real_openstack() -> Target {
         "set OS_CLOUD (and OS_CLIENT_CONFIG_FILE) to a cloud in clouds.yaml; ci/openstack/openstack-services.sh start writes one (cloud \"vre\")"
     );
     let credentials = Credentials::resolve(&env, &std::env::current_dir().unwrap()).unwrap();
-    let provider = move |spec, settings| OpenStackProvider::new(credentials.clone(), settings).with_spec(spec);
+    let provider = move |settings| OpenStackProvider::new(credentials.clone(), settings);
     Target {
         provider: Box::new(provider),
         image: env.get("VRE_OS_IMAGE").cloned().unwrap_or_else(|| "cirros".into()),

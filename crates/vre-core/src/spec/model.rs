@@ -263,11 +263,17 @@ impl Default for NetworkSpec {
 impl NetworkSpec {
     /// The master's private address in `cidr`.
     pub fn master_address(&self, cidr: &Ipv4Cidr) -> Option<Ipv4Addr> {
-        match self.master_ip {
-            Some(ip) if cidr.contains(ip) => Some(ip),
-            Some(_) => None,
-            None => cidr.host(10).or_else(|| cidr.host(2)),
-        }
+        master_address(self.master_ip, cidr)
+    }
+}
+
+/// The master's private address in `cidr`: `master_ip` when it lies in
+/// `cidr`, none when it does not, else host 10 (or 2 in tiny subnets).
+pub fn master_address(master_ip: Option<Ipv4Addr>, cidr: &Ipv4Cidr) -> Option<Ipv4Addr> {
+    match master_ip {
+        Some(ip) if cidr.contains(ip) => Some(ip),
+        Some(_) => None,
+        None => cidr.host(10).or_else(|| cidr.host(2)),
     }
 }
 
