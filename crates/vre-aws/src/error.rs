@@ -7,22 +7,24 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use vre_cloud_kit::answer;
-use vre_core::{CloudError, Error, Role};
+use vre_core::{CloudError, Error, Role, SpecField};
 
 /// The API name reported in every cloud error of this crate.
 pub(crate) const SERVICE: &str = "ec2";
 
 /// Where a failed call's input came from in the spec, so an EC2 error can
-/// name the field to change.
+/// name the [`SpecField`] to change (vre-core spells its path).
 #[derive(Clone, Debug, Default)]
 pub struct Blame {
     /// The node group the call worked for.
     pub role: Option<Role>,
-    /// The field holding the image: `image.name` or `aws.image_id`.
-    pub image_field: Option<&'static str>,
+    /// The field holding the image: [`SpecField::Image`], or `aws.image_id` /
+    /// [`SpecField::ImageSource`] when the AMI came from there.
+    pub image_field: Option<SpecField>,
 }
 
 impl Blame {
+    /// Blames the node group `role`.
     pub fn role(role: Role) -> Self {
         Blame {
             role: Some(role),
@@ -30,19 +32,24 @@ impl Blame {
         }
     }
 
-    pub fn image(field: &'static str) -> Self {
+    /// Blames the image `field`.
+    pub fn image(field: SpecField) -> Self {
         Blame {
             image_field: Some(field),
             ..Blame::default()
         }
     }
 
-    fn group_field(&self, leaf: &str) -> String {
-        match self.role {
-            Some(r) => format!("nodes.{r}.{leaf}"),
-            None => "nodes".to_string(),
-        }
+    /// The group's field `field` makes of its role, or the node groups as a
+    /// whole when the call worked for none.
+    fn group_field(&self, field: fn(Role) -> SpecField) -> SpecField {
+        self.role.map_or(SpecField::Nodes, field)
     }
+}
+
+/// A key of the `[aws]` table as a spec field (`aws.vpc_id`).
+pub(crate) fn setting(key: &str) -> SpecField {
+    SpecField::setting(crate::PROVIDER, key)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -252,8 +259,9 @@ impl AwsError {
                 };
             }
         };
-        let flavor = blame.group_field("flavor");
-        let input = |field: String, hint: &str| Error::input(field, format!("{message} ({code}); {hint}"));
+        let flavor = blame.group_field(SpecField::Flavor);
+        let detail = |hint: &str| format!("{message} ({code}); {hint}");
+        let input = |field: SpecField, hint: &str| Error::rejected(field, detail(hint));
         match code.as_str() {
             "InstanceLimitExceeded"
             | "VcpuLimitExceeded"
@@ -264,7 +272,7 @@ impl AwsError {
                 } else {
                     "lower the count, or ask AWS for a higher quota (Service Quotas: \"Running On-Demand Standard instances\")"
                 };
-                return input(blame.group_field("count"), hint);
+                return input(blame.group_field(SpecField::Count), hint);
             }
             "InsufficientInstanceCapacity" | "Unsupported" | "InsufficientCapacity" => {
                 return input(
@@ -286,26 +294,27 @@ impl AwsError {
             }
             "AddressLimitExceeded" => {
                 return input(
-                    blame.group_field("public_ip"),
+                    blame.group_field(SpecField::PublicIp),
                     "the Elastic IP quota (5 per region by default) is used up; release unused addresses, ask AWS for more, or set public_ip = false",
                 );
             }
             "VpcLimitExceeded" | "InternetGatewayLimitExceeded" => {
                 return input(
-                    "aws.vpc_id".into(),
+                    setting("vpc_id"),
                     "the VPC quota is used up; delete an unused VPC or reuse one with [aws] vpc_id",
                 );
             }
             "VolumeLimitExceeded" | "MaxIOPSLimitExceeded" => {
                 return input(
-                    "nodes.storage.volume_gb".into(),
+                    SpecField::Volume(Role::Storage),
                     "the EBS storage quota is used up; lower the size or count, or ask AWS for more",
                 );
             }
             "SecurityGroupLimitExceeded" | "RulesPerSecurityGroupLimitExceeded" => {
-                return input(
-                    "network.ingress_ports".into(),
-                    "write fewer ports or port ranges, or delete unused security groups",
+                // no SpecField names the ingress ports: the plain input error carries the path
+                return Error::input(
+                    "network.ingress_ports",
+                    detail("write fewer ports or port ranges, or delete unused security groups"),
                 );
             }
             "OptInRequired" | "PendingVerification" | "Blocked" => {
@@ -316,16 +325,13 @@ impl AwsError {
                 };
             }
             c if c.starts_with("InvalidAMIID.") || (c == "InvalidParameterValue" && message.contains("AMI")) => {
-                let field = blame.image_field.unwrap_or("image.name");
-                return input(
-                    field.to_string(),
-                    "name an AMI that exists in this region and is available",
-                );
+                let field = blame.image_field.clone().unwrap_or(SpecField::Image);
+                return input(field, "name an AMI that exists in this region and is available");
             }
             c if c.starts_with("InvalidKeyPair.") || c == "InvalidKey.Format" => {
-                return input(
-                    "ssh.public_key".into(),
-                    "EC2 accepts OpenSSH RSA and ED25519 public keys; point ssh.public_key at such a .pub file",
+                return Error::input(
+                    "ssh.public_key",
+                    detail("EC2 accepts OpenSSH RSA and ED25519 public keys; point ssh.public_key at such a .pub file"),
                 );
             }
             _ => {}
@@ -396,8 +402,8 @@ mod tests {
         )
         .blame(&Blame::role(Role::Service));
         match &e {
-            Error::Input { field, message } => {
-                assert_eq!(field, "nodes.service.count");
+            Error::Rejected { field, message } => {
+                assert_eq!(field, &SpecField::Count(Role::Service));
                 assert!(message.contains("Service Quotas"), "{message}");
             }
             other => panic!("unexpected {other:?}"),
@@ -405,7 +411,13 @@ mod tests {
         assert_eq!(e.exit_code(), 2);
         let e = api("RunInstances", 500, "InsufficientInstanceCapacity", "no capacity").blame(&Blame::role(Role::Edge));
         assert!(
-            matches!(&e, Error::Input { field, .. } if field == "nodes.edge.flavor"),
+            matches!(
+                &e,
+                Error::Rejected {
+                    field: SpecField::Flavor(Role::Edge),
+                    ..
+                }
+            ),
             "{e}"
         );
         let e = api(
@@ -414,9 +426,9 @@ mod tests {
             "InvalidAMIID.NotFound",
             "The image id '[ami-1]' does not exist",
         )
-        .blame(&Blame::image("aws.image_id"));
+        .blame(&Blame::image(setting("image_id")));
         assert!(
-            matches!(&e, Error::Input { field, .. } if field == "aws.image_id"),
+            matches!(&e, Error::Rejected { field, .. } if *field == setting("image_id")),
             "{e}"
         );
         let e = api(
@@ -438,7 +450,13 @@ mod tests {
         )
         .blame(&Blame::role(Role::Master));
         assert!(
-            matches!(&e, Error::Input { field, .. } if field == "nodes.master.public_ip"),
+            matches!(
+                &e,
+                Error::Rejected {
+                    field: SpecField::PublicIp(Role::Master),
+                    ..
+                }
+            ),
             "{e}"
         );
     }

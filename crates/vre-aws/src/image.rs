@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use vre_cloud_kit::answer;
 use vre_core::spec::ImageSpec;
-use vre_core::{CloudResource, Error, ResourceKind, Result};
+use vre_core::{CloudResource, Error, ResourceKind, Result, SpecField, StepProgress};
 
-use crate::error::Blame;
+use crate::error::{Blame, setting};
 use crate::provider::{AwsProvider, attr};
 use crate::requests;
 use crate::wire::{self, DescribeImagesResponse, DescribeImportImageTasksResponse, ImportImageResponse, Tagged};
@@ -180,12 +180,12 @@ impl AwsProvider {
         {
             Ok(r) => Ok(r.images_set.into_vec().into_iter().next()),
             Err(e) if e.is_not_found() || e.is_code("InvalidAMIID.Malformed") => Ok(None),
-            Err(e) => Err(e.blame(&Blame::image("aws.image_id"))),
+            Err(e) => Err(e.blame(&Blame::image(setting("image_id")))),
         }
     }
 
     /// Waits until an AMI is available.
-    async fn until_available(&self, img: wire::Image, field: &'static str) -> Result<CloudResource> {
+    async fn until_available(&self, img: wire::Image, field: SpecField) -> Result<CloudResource> {
         if img.image_state == "available" {
             return Ok(Self::image_resource(&img));
         }
@@ -194,16 +194,16 @@ impl AwsProvider {
         let ready = self
             .poll(&format!("AMI {id} to become available"), timeout, || async {
                 let Some(i) = self.image_by_id(&id).await? else {
-                    return Err(Error::input(
-                        field,
+                    return Err(Error::rejected(
+                        field.clone(),
                         format!("AMI {id} disappeared while vre waited for it"),
                     ));
                 };
                 match i.image_state.as_str() {
                     "available" => Ok(Some(i)),
                     "pending" | "transient" => Ok(None),
-                    other => Err(Error::input(
-                        field,
+                    other => Err(Error::rejected(
+                        field.clone(),
                         format!(
                             "AMI {id} is {other}{}; pick another image",
                             i.state_reason
@@ -218,26 +218,26 @@ impl AwsProvider {
         Ok(Self::image_resource(&ready))
     }
 
-    pub(crate) async fn image(&self, image: &ImageSpec) -> Result<CloudResource> {
+    pub(crate) async fn image(&self, image: &ImageSpec, progress: &StepProgress) -> Result<CloudResource> {
         if let Some(id) = &self.settings.image_id {
             let img = self.image_by_id(id).await?.ok_or_else(|| {
-                Error::input(
-                    "aws.image_id",
+                Error::rejected(
+                    setting("image_id"),
                     format!(
                         "AMI {id} does not exist in region {} (or is not shared with this account)",
                         self.ec2.region()
                     ),
                 )
             })?;
-            return self.until_available(img, "aws.image_id").await;
+            return self.until_available(img, setting("image_id")).await;
         }
-        if let Some(img) = self.find_image(&image.name, &Blame::image("image.name")).await? {
-            return self.until_available(img, "image.name").await;
+        if let Some(img) = self.find_image(&image.name, &Blame::image(SpecField::Image)).await? {
+            return self.until_available(img, SpecField::Image).await;
         }
         match &image.source {
-            Some(source) => self.import(image, source).await,
-            None => Err(Error::input(
-                "image.name",
+            Some(source) => self.import(image, source, progress).await,
+            None => Err(Error::rejected(
+                SpecField::Image,
                 format!(
                     "no AMI named \"{}\" owned by {} in region {}; fix the name (wildcards such as `*` are allowed), add the owner to [aws] image_owners, set [aws] image_id, or set image.source to an s3:// disk image to import",
                     image.name,
@@ -249,27 +249,24 @@ impl AwsProvider {
     }
 
     /// Imports `source` with VM Import and names the AMI by tag.
-    async fn import(&self, image: &ImageSpec, source: &str) -> Result<CloudResource> {
-        let src = ImportSource::parse(source).map_err(|m| Error::input("image.source", m))?;
+    async fn import(&self, image: &ImageSpec, source: &str, progress: &StepProgress) -> Result<CloudResource> {
+        let src = ImportSource::parse(source).map_err(|m| Error::rejected(SpecField::ImageSource, m))?;
         let token = Self::token(&["import", &image.name, &src.url()]);
         let description = format!("vre: {} from {}", image.name, src.url());
         let tags = vec![
             ("Name".to_string(), image.name.clone()),
             (SOURCE_TAG.to_string(), src.url()),
         ];
-        self.events.progress(
-            "image",
-            format!(
-                "importing {} from {} (VM Import; this takes a while)",
-                image.name,
-                src.url()
-            ),
-        );
+        progress.message(format!(
+            "importing {} from {} (VM Import; this takes a while)",
+            image.name,
+            src.url()
+        ));
         let q = requests::import_image(&src, &self.settings.import_role, &token, &description, &tags);
         let started: ImportImageResponse = self.ec2.call(&q).await.map_err(|e| {
             if e.is_code("InvalidParameter") || e.is_code("InvalidParameterValue") || e.is_code("AccessDenied") {
-                Error::input(
-                    "image.source",
+                Error::rejected(
+                    SpecField::ImageSource,
                     format!(
                         "{e}; the IAM role \"{}\" ([aws] import_role) must exist and be allowed to read s3://{}",
                         self.settings.import_role, src.bucket
@@ -292,7 +289,7 @@ impl AwsProvider {
                 match import_progress(&task) {
                     ImportProgress::Done { image_id } => Ok(Some(image_id)),
                     ImportProgress::Running { message } => {
-                        self.events.progress("image", format!("import {task_id}: {message}"));
+                        progress.message(format!("import {task_id}: {message}"));
                         Ok(None)
                     }
                     ImportProgress::Failed { message } => Err(answer::failed(
@@ -318,7 +315,7 @@ impl AwsProvider {
                 format!("VM Import reported AMI {image_id}, which EC2 does not list"),
             )
         })?;
-        let mut r = self.until_available(img, "image.source").await?;
+        let mut r = self.until_available(img, SpecField::ImageSource).await?;
         r.name = image.name.clone();
         Ok(r)
     }

@@ -12,10 +12,10 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use vre_core::provider::{InstanceBatch, InstanceRequest};
 use vre_core::{
     CLUSTER_TAG, CloudResource, ClusterRef, Error, KEY_TAG, ROLE_TAG, ResourceKey, ResourceKind, ResourceStatus,
-    Result, attr as core_attr,
+    Result, SpecField, StepProgress, attr as core_attr,
 };
 
-use crate::error::Blame;
+use crate::error::{Blame, setting};
 use crate::provider::{AwsProvider, attr, key_of};
 use crate::query::Tag;
 use crate::requests::{self, Launch, MAX_FILTER_VALUES};
@@ -270,9 +270,9 @@ impl AwsProvider {
         ];
         volume_tags.extend(self.settings.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
         let image_field = if self.settings.image_id.is_some() {
-            "aws.image_id"
+            setting("image_id")
         } else {
-            "image.name"
+            SpecField::Image
         };
         let q = requests::run_instances(&Launch {
             image_id: &batch.image.id,
@@ -310,8 +310,8 @@ impl AwsProvider {
             }
         };
         let made: RunInstancesResponse = made.map_err(|e| match e.code() {
-            Some("InvalidIPAddress.InUse") => Error::input(
-                "network.master_ip",
+            Some("InvalidIPAddress.InUse") => Error::rejected(
+                SpecField::MasterIp,
                 format!(
                     "{} is taken in the subnet; pick a free address",
                     fixed.first().map(|i| i.to_string()).unwrap_or_default()
@@ -329,11 +329,8 @@ impl AwsProvider {
         cluster: &ClusterRef,
         instances: &[CloudResource],
         timeout: Duration,
+        step: &StepProgress,
     ) -> Result<Vec<CloudResource>> {
-        let step = instances
-            .iter()
-            .find_map(|i| i.key.as_ref().and_then(|k| k.node()))
-            .map_or_else(|| "instances".to_string(), |(role, _)| format!("servers/{role}"));
         // one DescribeInstances (per MAX_FILTER_VALUES ids) per round for the instances still booting
         let list = |asked: Vec<CloudResource>| async move {
             let mut out = Vec::with_capacity(asked.len());
@@ -365,10 +362,8 @@ impl AwsProvider {
             }
             Ok(out)
         };
-        let progress = |settled: usize, total: usize| {
-            self.events
-                .count(&step, "instances running or failed", settled as u64, total as u64)
-        };
+        let progress =
+            |settled: usize, total: usize| step.count("instances running or failed", settled as u64, total as u64);
         let timed_out = |pending: &[CloudResource]| {
             let names: Vec<String> = instances
                 .iter()

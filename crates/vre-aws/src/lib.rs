@@ -35,6 +35,7 @@ pub mod wire;
 #[path = "../tests/support/ec2_model.rs"]
 mod ec2_model;
 #[cfg(test)]
+#[path = "../tests/support/scripted.rs"]
 mod scripted;
 
 pub use access::{current_rules, rule_changes};

@@ -6,9 +6,11 @@
 
 use vre_core::provider::{NetworkInfo, NetworkRequest};
 use vre_core::spec::Ipv4Cidr;
-use vre_core::{CloudResource, ClusterRef, Error, ResourceKey, ResourceKind, Result, attr as core_attr, plan};
+use vre_core::{
+    CloudResource, ClusterRef, Error, ResourceKey, ResourceKind, Result, SpecField, attr as core_attr, plan,
+};
 
-use crate::error::Blame;
+use crate::error::{Blame, setting};
 use crate::provider::{AwsProvider, attr, key_of};
 use crate::requests;
 use crate::wire::{
@@ -26,8 +28,8 @@ impl AwsProvider {
     /// A subnet named in `[aws] subnet_id`.
     pub(crate) async fn reused_subnet(&self, id: &str) -> Result<wire::Subnet> {
         let gone = || {
-            Error::input(
-                "aws.subnet_id",
+            Error::rejected(
+                setting("subnet_id"),
                 format!(
                     "subnet {id} does not exist in region {}; check the id and the region",
                     self.ec2.region()
@@ -48,8 +50,8 @@ impl AwsProvider {
     /// A VPC named in `[aws] vpc_id`.
     pub(crate) async fn reused_vpc(&self, id: &str) -> Result<wire::Vpc> {
         let gone = || {
-            Error::input(
-                "aws.vpc_id",
+            Error::rejected(
+                setting("vpc_id"),
                 format!(
                     "VPC {id} does not exist in region {}; check the id and the region",
                     self.ec2.region()
@@ -70,8 +72,8 @@ impl AwsProvider {
             if let Some(vpc) = &self.settings.vpc_id
                 && &subnet.vpc_id != vpc
             {
-                return Err(Error::input(
-                    "aws.subnet_id",
+                return Err(Error::rejected(
+                    setting("subnet_id"),
                     format!(
                         "subnet {subnet_id} is in VPC {}, not in aws.vpc_id {vpc}; fix one of them",
                         subnet.vpc_id
@@ -87,8 +89,8 @@ impl AwsProvider {
             let vpc = self.reused_vpc(vpc_id).await?;
             let vpc_cidr = parse_cidr(&vpc.cidr_block, &format!("VPC {vpc_id}"))?;
             if !vpc_cidr.contains(request.cidr.network()) || request.cidr.prefix < vpc_cidr.prefix {
-                return Err(Error::input(
-                    "network.cidr",
+                return Err(Error::rejected(
+                    SpecField::NetworkCidr,
                     format!(
                         "{} is not inside VPC {vpc_id}'s {vpc_cidr}; pick a free range inside it",
                         request.cidr
@@ -199,15 +201,15 @@ impl AwsProvider {
                     .call(&requests::create_subnet(vpc_id, cidr, zone, &tags), &Blame::default())
                     .await
                     .map_err(|e| match e {
-                        Error::Cloud(c) if c.code.as_deref() == Some("InvalidSubnet.Conflict") => Error::input(
-                            "network.cidr",
+                        Error::Cloud(c) if c.code.as_deref() == Some("InvalidSubnet.Conflict") => Error::rejected(
+                            SpecField::NetworkCidr,
                             format!("{cidr} overlaps a subnet that already exists in VPC {vpc_id}; pick a free range"),
                         ),
                         Error::Cloud(c)
                             if c.code.as_deref() == Some("InvalidParameterValue")
                                 && c.message.to_ascii_lowercase().contains("availability zone") =>
                         {
-                            Error::input("aws.availability_zone", c.message)
+                            Error::rejected(setting("availability_zone"), c.message)
                         }
                         other => other,
                     })?;

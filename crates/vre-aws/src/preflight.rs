@@ -5,9 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use vre_core::{CLUSTER_TAG, ClusterRef, ClusterSpec, Error, Result};
+use vre_core::{CLUSTER_TAG, ClusterRef, Error, PreflightProblem, PreflightRequest, Result, SpecField};
 
-use crate::error::{AwsError, Blame};
+use crate::error::{AwsError, Blame, setting};
 use crate::image::ImportSource;
 use crate::provider::AwsProvider;
 use crate::requests;
@@ -32,11 +32,11 @@ pub fn unknown_types_in(message: &str) -> Vec<String> {
         .collect()
 }
 
-/// An `Error::Input` as a (field, message) problem; other errors pass through.
-fn as_problem(e: Error, problems: &mut Vec<(String, String)>) -> Result<()> {
+/// An `Error::Rejected` as a problem with its field; other errors pass through.
+fn as_problem(e: Error, problems: &mut Vec<PreflightProblem>) -> Result<()> {
     match e {
-        Error::Input { field, message } => {
-            problems.push((field, message));
+        Error::Rejected { field, message } => {
+            problems.push(PreflightProblem::new(field, message));
             Ok(())
         }
         other => Err(other),
@@ -44,14 +44,14 @@ fn as_problem(e: Error, problems: &mut Vec<(String, String)>) -> Result<()> {
 }
 
 impl AwsProvider {
-    pub(crate) async fn check_spec_against_cloud(
+    pub(crate) async fn check_against_cloud(
         &self,
         cluster: &ClusterRef,
-        spec: &ClusterSpec,
-    ) -> Result<Vec<(String, String)>> {
+        request: &PreflightRequest,
+    ) -> Result<Vec<PreflightProblem>> {
         let mut problems = Vec::new();
         let region = self.ec2.region().to_string();
-        let groups: Vec<_> = spec.nodes.iter().filter(|g| g.count > 0).collect();
+        let groups: Vec<_> = request.groups().collect();
 
         // instance types
         let types: BTreeSet<&str> = groups.iter().map(|g| g.flavor.as_str()).collect();
@@ -96,8 +96,8 @@ impl AwsProvider {
         };
         for g in &groups {
             if unknown.contains(&g.flavor) {
-                problems.push((
-                    format!("nodes.{}.flavor", g.role),
+                problems.push(PreflightProblem::new(
+                    SpecField::Flavor(g.role),
                     format!(
                         "EC2 has no instance type \"{}\" in region {region}; write one such as \"t3.medium\" (`aws ec2 describe-instance-types` lists them)",
                         g.flavor
@@ -109,27 +109,27 @@ impl AwsProvider {
         // image
         if let Some(id) = &self.settings.image_id {
             if self.image_by_id(id).await?.is_none() {
-                problems.push((
-                    "aws.image_id".into(),
+                problems.push(PreflightProblem::new(
+                    setting("image_id"),
                     format!("AMI {id} does not exist in region {region} (or is not shared with this account)"),
                 ));
             }
         } else if self
-            .find_image(&spec.image.name, &Blame::image("image.name"))
+            .find_image(&request.image.name, &Blame::image(SpecField::Image))
             .await?
             .is_none()
         {
-            match &spec.image.source {
+            match &request.image.source {
                 Some(src) => {
                     if let Err(m) = ImportSource::parse(src) {
-                        problems.push(("image.source".into(), m));
+                        problems.push(PreflightProblem::new(SpecField::ImageSource, m));
                     }
                 }
-                None => problems.push((
-                    "image.name".into(),
+                None => problems.push(PreflightProblem::new(
+                    SpecField::Image,
                     format!(
                         "no AMI named \"{}\" owned by {} in region {region}; fix the name (wildcards such as `*` are allowed), add the owner to [aws] image_owners, set [aws] image_id, or set image.source to an s3:// disk image to import",
-                        spec.image.name,
+                        request.image.name,
                         self.settings.image_owners.join(", ")
                     ),
                 )),
@@ -141,20 +141,21 @@ impl AwsProvider {
             match self.reused_subnet(subnet_id).await {
                 Ok(s) => {
                     if let Some(vpc) = self.settings.vpc_id.as_ref().filter(|v| **v != s.vpc_id) {
-                        problems.push((
-                            "aws.subnet_id".into(),
+                        problems.push(PreflightProblem::new(
+                            setting("subnet_id"),
                             format!(
                                 "subnet {subnet_id} is in VPC {}, not in aws.vpc_id {vpc}; fix one of them",
                                 s.vpc_id
                             ),
                         ));
                     }
-                    if let (Ok(cidr), Some(ip)) =
-                        (s.cidr_block.parse::<vre_core::spec::Ipv4Cidr>(), spec.network.master_ip)
-                        && !cidr.contains(ip)
+                    if let (Ok(cidr), Some(ip)) = (
+                        s.cidr_block.parse::<vre_core::spec::Ipv4Cidr>(),
+                        request.network.master_ip,
+                    ) && !cidr.contains(ip)
                     {
-                        problems.push((
-                                "network.master_ip".into(),
+                        problems.push(PreflightProblem::new(
+                                SpecField::MasterIp,
                                 format!("{ip} is not in subnet {subnet_id} ({cidr}); pick an address inside it, or remove master_ip"),
                             ));
                     }
@@ -165,10 +166,10 @@ impl AwsProvider {
             match self.reused_vpc(vpc_id).await {
                 Ok(v) => {
                     if let Ok(vpc_cidr) = v.cidr_block.parse::<vre_core::spec::Ipv4Cidr>() {
-                        let cidr = spec.network.cidr;
+                        let cidr = request.network.cidr;
                         if !vpc_cidr.contains(cidr.network()) || cidr.prefix < vpc_cidr.prefix {
-                            problems.push((
-                                "network.cidr".into(),
+                            problems.push(PreflightProblem::new(
+                                SpecField::NetworkCidr,
                                 format!("{cidr} is not inside VPC {vpc_id}'s {vpc_cidr}; pick a free range inside it"),
                             ));
                         }
@@ -182,10 +183,12 @@ impl AwsProvider {
         if let Some(zone) = &self.settings.availability_zone {
             match self.ec2.send(&requests::describe_zone(zone)).await {
                 Ok(_) => {}
-                Err(e) if e.is_code("InvalidParameterValue") || e.is_not_found() => problems.push((
-                    "aws.availability_zone".into(),
-                    format!("\"{zone}\" is not an availability zone of region {region} for this account"),
-                )),
+                Err(e) if e.is_code("InvalidParameterValue") || e.is_not_found() => {
+                    problems.push(PreflightProblem::new(
+                        setting("availability_zone"),
+                        format!("\"{zone}\" is not an availability zone of region {region} for this account"),
+                    ))
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -197,10 +200,10 @@ impl AwsProvider {
             .await
         {
             Ok(attrs) => {
-                let total = spec.total_nodes();
+                let total = request.total_nodes();
                 if let Some(max) = attrs.number("max-instances").filter(|m| total > *m) {
-                    problems.push((
-                        "nodes".into(),
+                    problems.push(PreflightProblem::new(
+                        SpecField::Nodes,
                         format!(
                             "the spec asks for {total} instances but the account may run {max} in {region}; lower the counts or ask AWS for a higher quota"
                         ),
@@ -221,8 +224,8 @@ impl AwsProvider {
                         let field = groups
                             .iter()
                             .find(|g| g.public_ip)
-                            .map_or("nodes".to_string(), |g| format!("nodes.{}.public_ip", g.role));
-                        problems.push((
+                            .map_or(SpecField::Nodes, |g| SpecField::PublicIp(g.role));
+                        problems.push(PreflightProblem::new(
                             field,
                             format!(
                                 "the VRE needs {needed} Elastic IPs, {others} of the account's {max} in {region} are taken; release unused ones, ask AWS for more, or give fewer groups public_ip"

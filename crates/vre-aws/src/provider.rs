@@ -11,15 +11,17 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
-use vre_core::provider::{InstanceBatch, NetworkInfo, NetworkRequest, SecurityGroupRequest, VolumeRequest};
+use vre_core::provider::{
+    InstanceBatch, NetworkInfo, NetworkRequest, PreflightRequest, SecurityGroupRequest, VolumeRequest,
+};
 use vre_core::spec::ImageSpec;
 use vre_core::{
-    CLUSTER_TAG, Capabilities, CloudProvider, CloudResource, ClusterRef, ClusterSpec, Error, EventSink, KEY_TAG,
-    ResourceKey, ResourceKind, Result,
+    CLUSTER_TAG, Capabilities, CloudProvider, CloudResource, ClusterRef, Error, EventSink, KEY_TAG, PreflightProblem,
+    ResourceKey, ResourceKind, Result, StepProgress,
 };
 
 use crate::client::Ec2Client;
-use crate::error::Blame;
+use crate::error::{Blame, setting};
 use crate::query::{Query, Tag};
 use crate::requests;
 use crate::settings::AwsSettings;
@@ -172,8 +174,8 @@ impl AwsProvider {
                     .collect();
                 names.sort();
                 names.into_iter().next().ok_or_else(|| {
-                    Error::input(
-                        "aws.availability_zone",
+                    Error::rejected(
+                        setting("availability_zone"),
                         format!(
                             "region {} reports no available zone; set availability_zone in [aws]",
                             self.ec2.region()
@@ -257,20 +259,22 @@ impl CloudProvider for AwsProvider {
         Capabilities {
             multi_create: true,
             max_batch: 1000,
-            fixed_private_ip: true,
-            load_balancer: true,
-            shared_file_system: true,
             public_ip_at_create: false,
             custom_dns_servers: false,
         }
     }
 
-    async fn preflight(&self, cluster: &ClusterRef, spec: &ClusterSpec) -> Result<Vec<(String, String)>> {
-        self.check_spec_against_cloud(cluster, spec).await
+    async fn preflight(&self, cluster: &ClusterRef, request: &PreflightRequest) -> Result<Vec<PreflightProblem>> {
+        self.check_against_cloud(cluster, request).await
     }
 
-    async fn ensure_image(&self, _cluster: &ClusterRef, image: &ImageSpec) -> Result<CloudResource> {
-        self.image(image).await
+    async fn ensure_image(
+        &self,
+        _cluster: &ClusterRef,
+        image: &ImageSpec,
+        progress: &StepProgress,
+    ) -> Result<CloudResource> {
+        self.image(image, progress).await
     }
 
     async fn ensure_network(&self, cluster: &ClusterRef, request: &NetworkRequest) -> Result<NetworkInfo> {
@@ -299,8 +303,9 @@ impl CloudProvider for AwsProvider {
         cluster: &ClusterRef,
         instances: &[CloudResource],
         timeout: Duration,
+        progress: &StepProgress,
     ) -> Result<Vec<CloudResource>> {
-        self.wait_running(cluster, instances, timeout).await
+        self.wait_running(cluster, instances, timeout, progress).await
     }
 
     async fn create_volume(&self, cluster: &ClusterRef, request: &VolumeRequest) -> Result<CloudResource> {

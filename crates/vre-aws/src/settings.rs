@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 use vre_core::spec::{Diagnostics, TableReader, Value};
-use vre_core::{ClusterSpec, Error, Role};
+use vre_core::{ClusterSpec, Error, Role, SpecField};
 
 use crate::credentials::parse_endpoint;
 use crate::image::ImportSource;
@@ -351,7 +351,7 @@ fn check_spec(spec: &ClusterSpec, s: &AwsSettings, diags: &mut Diagnostics) {
     if !s.reuses_subnet() {
         if !(16..=28).contains(&cidr.prefix) {
             diags.error(
-                "network.cidr",
+                &SpecField::NetworkCidr.path(),
                 None,
                 format!(
                     "{cidr} cannot be an AWS VPC subnet (prefix lengths /16 to /28 only); write for example \"10.0.0.0/24\""
@@ -367,7 +367,7 @@ fn check_spec(spec: &ClusterSpec, s: &AwsSettings, diags: &mut Diagnostics) {
                 n < base + 4 || n == last
             }) {
                 diags.error(
-                    "network.master_ip",
+                    &SpecField::MasterIp.path(),
                     None,
                     format!(
                         "{ip} is reserved by AWS (the first four and the last address of a subnet); pick another, such as {}",
@@ -381,7 +381,7 @@ fn check_spec(spec: &ClusterSpec, s: &AwsSettings, diags: &mut Diagnostics) {
         && s.image_id.is_none()
         && let Err(e) = ImportSource::parse(src)
     {
-        diags.error("image.source", None, e);
+        diags.error(&SpecField::ImageSource.path(), None, e);
     }
     let max_gb = if s.volume_type == "standard" { 1024 } else { 16384 };
     for g in spec.nodes.iter().filter(|g| g.count > 0) {
@@ -390,7 +390,7 @@ fn check_spec(spec: &ClusterSpec, s: &AwsSettings, diags: &mut Diagnostics) {
             && (gb == 0 || gb > max_gb)
         {
             diags.error(
-                &format!("nodes.{role}.root_disk_gb"),
+                &SpecField::RootDisk(role).path(),
                 None,
                 format!(
                     "{gb} GB is not a valid {} volume size; write 1 to {max_gb}",
@@ -406,7 +406,7 @@ fn check_spec(spec: &ClusterSpec, s: &AwsSettings, diags: &mut Diagnostics) {
             };
             if gb < min || gb > max_gb {
                 diags.error(
-                    "nodes.storage.volume_gb",
+                    &SpecField::Volume(role).path(),
                     None,
                     format!(
                         "{gb} GB is not a valid {} volume size; write {min} to {max_gb}",
@@ -617,7 +617,10 @@ project = "genomics"
             g.volume_gb = Some(20);
         });
         assert!(
-            p[0].starts_with("nodes.storage.volume_gb: 20 GB is not a valid st1 volume size; write 125 to 16384"),
+            p[0].starts_with(&format!(
+                "{}: 20 GB is not a valid st1 volume size; write 125 to 16384",
+                SpecField::Volume(Role::Storage)
+            )),
             "{p:#?}"
         );
 

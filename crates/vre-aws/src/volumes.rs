@@ -7,7 +7,7 @@ use vre_core::{
     CloudResource, ClusterRef, Error, ResourceKey, ResourceKind, ResourceStatus, Result, attr as core_attr,
 };
 
-use crate::error::Blame;
+use crate::error::{Blame, setting};
 use crate::provider::{AwsProvider, DEVICE_TAG, attr, key_of};
 use crate::requests;
 use crate::wire::{self, DescribeInstanceTypesResponse, DescribeVolumesResponse, Tagged};
@@ -200,8 +200,8 @@ impl AwsProvider {
         if let Some(zone) = instance.attr(attr::ZONE)
             && zone != vol.availability_zone
         {
-            return Err(Error::input(
-                "aws.availability_zone",
+            return Err(Error::rejected(
+                setting("availability_zone"),
                 format!(
                     "volume {vol_id} is in {} but {} runs in {zone}; EBS volumes attach within one zone: set availability_zone = \"{}\"",
                     vol.availability_zone, instance.name, vol.availability_zone

@@ -25,8 +25,8 @@ use vre_aws::{AwsFactory, AwsProvider, Ec2Client, PollPolicy, Query};
 use vre_core::plan::Action;
 use vre_core::testing::FakeOrchestrator;
 use vre_core::{
-    CloudProvider, CloudResource, ClusterRef, ClusterSpec, Deployment, ProviderContext, ResourceKey, RetryPolicy, Role,
-    attr, spec::Value,
+    CloudProvider, CloudResource, ClusterRef, ClusterSpec, Deployment, NetworkRequest, PreflightRequest,
+    ProviderContext, ResourceKey, RetryPolicy, Role, SpecField, attr, spec::Value,
 };
 
 const PUBLIC_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKtiuscrMuEuqwzyGuazQj07Dpcv5EWwnoUu6G2OAA4F vre-test";
@@ -62,6 +62,19 @@ fn spec(name: &str, table: &[(&str, Value)]) -> ClusterSpec {
         s.provider_table.insert(k, v.clone());
     }
     s
+}
+
+/// What the engine asks the provider to check for `spec`.
+fn preflight_request(spec: &ClusterSpec) -> PreflightRequest {
+    PreflightRequest {
+        nodes: spec.nodes.clone(),
+        image: spec.image.clone(),
+        network: NetworkRequest {
+            cidr: spec.network.cidr,
+            dns_servers: spec.network.dns_servers.clone(),
+            master_ip: spec.network.master_ip,
+        },
+    }
 }
 
 fn provider(spec: &ClusterSpec) -> Arc<AwsProvider> {
@@ -285,21 +298,32 @@ async fn preflight_names_the_fields_to_fix() {
     s.group_mut(Role::Service).flavor = "t3.enormous".into();
     s.image.name = "no-such-image-*".into();
     let p = provider(&s);
-    let problems = p.preflight(&ClusterRef::new(&name), &s).await.unwrap();
-    let fields: Vec<&str> = problems.iter().map(|(f, _)| f.as_str()).collect();
-    assert!(fields.contains(&"nodes.service.flavor"), "{problems:?}");
-    assert!(fields.contains(&"image.name"), "{problems:?}");
+    let problems = p
+        .preflight(&ClusterRef::new(&name), &preflight_request(&s))
+        .await
+        .unwrap();
+    let fields: Vec<&SpecField> = problems.iter().map(|p| &p.field).collect();
+    assert!(fields.contains(&&SpecField::Flavor(Role::Service)), "{problems:?}");
+    assert!(fields.contains(&&SpecField::Image), "{problems:?}");
     assert_eq!(problems.len(), 2, "{problems:?}");
 
     let s = spec(&name, &[("image_id", Value::String("ami-0123456789abcdef0".into()))]);
     let p = provider(&s);
-    let problems = p.preflight(&ClusterRef::new(&name), &s).await.unwrap();
+    let problems = p
+        .preflight(&ClusterRef::new(&name), &preflight_request(&s))
+        .await
+        .unwrap();
     assert_eq!(problems.len(), 1, "{problems:?}");
-    assert_eq!(problems[0].0, "aws.image_id", "{problems:?}");
+    assert_eq!(problems[0].field, SpecField::setting("aws", "image_id"), "{problems:?}");
 
     let ok = spec(&name, &[]);
     let p = provider(&ok);
-    assert!(p.preflight(&ClusterRef::new(&name), &ok).await.unwrap().is_empty());
+    assert!(
+        p.preflight(&ClusterRef::new(&name), &preflight_request(&ok))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_requests_valid(p.client());
 }
 

@@ -1,6 +1,7 @@
 //! Test support: an EC2 endpoint on 127.0.0.1 that answers from a script
 //! (recorded AWS answers), records every request, and checks each against
-//! the EC2 model; plus the provider tests that need it.
+//! the EC2 model; plus the provider tests that need it. Compiled into the
+//! crate's unit tests (`#[path]` in lib.rs), so it reaches crate-private items.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -171,7 +172,7 @@ mod tests {
     use vre_core::spec::ImageSpec;
     use vre_core::{
         CloudProvider, CloudResource, ClusterRef, Error, Event, ResourceKey, ResourceKind, ResourceStatus, Role,
-        attr as core_attr,
+        SpecField, StepProgress, attr as core_attr,
     };
 
     use super::*;
@@ -264,10 +265,21 @@ mod tests {
             pending("i-1", "lab-service-1", ResourceKey::server(Role::Service, 1)),
             pending("i-2", "lab-service-2", ResourceKey::server(Role::Service, 2)),
         ];
+        let (events, mut rx) = EventSink::channel();
+        let step = StepProgress::new(events, "the-servers-step");
         let done = p
-            .wait_instances(&cluster(), &waiting, Duration::from_secs(10))
+            .wait_instances(&cluster(), &waiting, Duration::from_secs(10), &step)
             .await
             .unwrap();
+        // the counts go to the step the engine handed in
+        let mut counts = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            if let Event::StepProgress { step, done, total, .. } = e {
+                assert_eq!(step, "the-servers-step");
+                counts.push((done, total));
+            }
+        }
+        assert_eq!(counts.last(), Some(&(Some(2), Some(2))), "{counts:?}");
         assert_eq!(done.len(), 2);
         assert!(done.iter().all(|r| r.status == ResourceStatus::Ready), "{done:?}");
         assert_eq!(done[1].attr(core_attr::PRIVATE_IP), Some("10.0.0.12"));
@@ -309,7 +321,7 @@ mod tests {
             pending("i-2", "lab-edge-2", ResourceKey::server(Role::Edge, 2)),
         ];
         let done = p
-            .wait_instances(&cluster(), &waiting, Duration::from_secs(10))
+            .wait_instances(&cluster(), &waiting, Duration::from_secs(10), &StepProgress::none())
             .await
             .unwrap();
         assert_eq!(done[0].status, ResourceStatus::Ready);
@@ -334,7 +346,7 @@ mod tests {
         .await;
         let p = ec2b.provider(ClusterSpec::new("lab", "aws"), EventSink::none());
         let done = p
-            .wait_instances(&cluster(), &waiting, Duration::from_secs(10))
+            .wait_instances(&cluster(), &waiting, Duration::from_secs(10), &StepProgress::none())
             .await
             .unwrap();
         match &done[0].status {
@@ -361,7 +373,7 @@ mod tests {
         let p = ec2.provider(ClusterSpec::new("lab", "aws"), EventSink::none());
         let waiting = [pending("i-7", "lab-service-7", ResourceKey::server(Role::Service, 7))];
         let e = p
-            .wait_instances(&cluster(), &waiting, Duration::from_millis(60))
+            .wait_instances(&cluster(), &waiting, Duration::from_millis(60), &StepProgress::none())
             .await
             .unwrap_err();
         assert!(matches!(e, Error::Timeout { .. }), "{e}");
@@ -385,6 +397,7 @@ mod tests {
             security_group: CloudResource::new(ResourceKind::SecurityGroup, "sg-1", "lab-sg"),
             key_pair: CloudResource::new(ResourceKind::KeyPair, "key-1", "lab-key"),
             user_data: user_data.into(),
+            ssh_user: "ubuntu".into(),
             instances: indices
                 .iter()
                 .map(|&i| InstanceRequest {
@@ -396,6 +409,7 @@ mod tests {
                 })
                 .collect(),
             token: "lab-service-0123456789abcdef".into(),
+            progress: StepProgress::none(),
         }
     }
 
@@ -579,8 +593,8 @@ mod tests {
             .await
             .unwrap_err();
         match &e {
-            Error::Input { field, message } => {
-                assert_eq!(field, "nodes.master.count");
+            Error::Rejected { field, message } => {
+                assert_eq!(field, &SpecField::Count(Role::Master));
                 assert!(message.contains("instance limit of 20"), "{message}");
             }
             other => panic!("unexpected {other:?}"),
@@ -620,13 +634,15 @@ mod tests {
         })
         .await;
         let (events, mut rx) = EventSink::channel();
-        let p = ec2.provider(ClusterSpec::new("lab", "aws"), events);
+        let p = ec2.provider(ClusterSpec::new("lab", "aws"), EventSink::none());
+        // the engine's handle for its step; the provider reports through it alone
+        let step = StepProgress::new(events, "the-image-step");
         let image = ImageSpec {
             name: "noble-k8s".into(),
             source: Some("s3://lab-images/noble.vmdk".into()),
             preinstalled: true,
         };
-        let r = p.ensure_image(&cluster(), &image).await.unwrap();
+        let r = p.ensure_image(&cluster(), &image, &step).await.unwrap();
         assert_eq!(r.id, "ami-0imported");
         assert_eq!(r.name, "noble-k8s");
         assert_eq!(r.attr(attr::ROOT_DEVICE), Some("/dev/sda1"));
@@ -643,7 +659,8 @@ mod tests {
         assert_eq!(ec2.requests("DescribeImportImageTasks").len(), 3);
         let mut progress = Vec::new();
         while let Ok(e) = rx.try_recv() {
-            if let Event::StepProgress { message, .. } = e {
+            if let Event::StepProgress { step, message, .. } = e {
+                assert_eq!(step, "the-image-step");
                 progress.push(message);
             }
         }
@@ -669,7 +686,10 @@ mod tests {
             source: Some("https://lab-images.s3.us-east-1.amazonaws.com/custom.raw".into()),
             preinstalled: false,
         };
-        let e = p.ensure_image(&cluster(), &image).await.unwrap_err();
+        let e = p
+            .ensure_image(&cluster(), &image, &StepProgress::none())
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("Unknown OS / Missing OS files"), "{e}");
         assert!(e.retry().is_none());
         // without a source the user is told what to set
@@ -678,8 +698,20 @@ mod tests {
             source: None,
             preinstalled: false,
         };
-        let e = p.ensure_image(&cluster(), &image).await.unwrap_err();
-        assert!(matches!(&e, Error::Input { field, .. } if field == "image.name"), "{e}");
+        let e = p
+            .ensure_image(&cluster(), &image, &StepProgress::none())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                Error::Rejected {
+                    field: SpecField::Image,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         ec2.assert_all_valid();
     }
 
@@ -829,6 +861,21 @@ mod tests {
         spec
     }
 
+    /// The master-only spec with `table`, its provider on `ec2`, and the inventory it reads.
+    async fn reusing(ec2: &ScriptedEc2, table: &[(&str, &str)]) -> (ClusterSpec, AwsProvider, Vec<CloudResource>) {
+        let spec = master_only(table);
+        let p = ec2.provider(spec.clone(), EventSink::none());
+        let inv = p.inventory(&cluster()).await.unwrap();
+        (spec, p, inv)
+    }
+
+    /// The networks and subnets of an inventory.
+    fn networks_in(inv: &[CloudResource]) -> Vec<&CloudResource> {
+        inv.iter()
+            .filter(|r| matches!(r.kind, ResourceKind::Network | ResourceKind::Subnet))
+            .collect()
+    }
+
     #[tokio::test]
     async fn a_reused_subnet_is_the_kept_network_and_is_never_deleted() {
         let ec2 = ScriptedEc2::start(|r| {
@@ -848,14 +895,9 @@ mod tests {
             )
         })
         .await;
-        let spec = master_only(&[("subnet_id", "subnet-0a1b2c3d")]);
-        let p = ec2.provider(spec.clone(), EventSink::none());
+        let (spec, p, inv) = reusing(&ec2, &[("subnet_id", "subnet-0a1b2c3d")]).await;
         let c = cluster();
-        let inv = p.inventory(&c).await.unwrap();
-        let networks: Vec<&CloudResource> = inv
-            .iter()
-            .filter(|r| matches!(r.kind, ResourceKind::Network | ResourceKind::Subnet))
-            .collect();
+        let networks = networks_in(&inv);
         assert_eq!(networks.len(), 1, "{inv:#?}");
         let net = networks[0].clone();
         assert_eq!(net.key, Some(ResourceKey::network()));
@@ -874,6 +916,7 @@ mod tests {
                 &vre_core::provider::NetworkRequest {
                     cidr: spec.network.cidr,
                     dns_servers: Vec::new(),
+                    master_ip: spec.network.master_ip,
                 },
             )
             .await
@@ -940,14 +983,9 @@ mod tests {
             ),
         })
         .await;
-        let spec = master_only(&[("vpc_id", "vpc-0e0f1a2b")]);
-        let p = ec2.provider(spec.clone(), EventSink::none());
+        let (spec, p, inv) = reusing(&ec2, &[("vpc_id", "vpc-0e0f1a2b")]).await;
         let c = cluster();
-        let inv = p.inventory(&c).await.unwrap();
-        let networks: Vec<&CloudResource> = inv
-            .iter()
-            .filter(|r| matches!(r.kind, ResourceKind::Network | ResourceKind::Subnet))
-            .collect();
+        let networks = networks_in(&inv);
         assert_eq!(networks.len(), 1, "the reused VPC is not the cluster's: {inv:#?}");
         assert_eq!(networks[0].id, "subnet-0c0d0e0f");
         assert_eq!(networks[0].key, Some(ResourceKey::network()));
