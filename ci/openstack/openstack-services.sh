@@ -149,6 +149,21 @@ run_logged() {  # name cmd... : run to completion, log into $L/name.log
 }
 
 # ================================================================ configs
+authtoken() {  # user
+  cat <<EOF
+[keystone_authtoken]
+www_authenticate_uri = $KS_URL
+auth_url = $KS_URL
+auth_type = password
+project_domain_name = Default
+user_domain_name = Default
+project_name = service
+username = $1
+password = $PW
+region_name = RegionOne
+service_token_roles_required = false
+EOF
+}
 svcauth() {  # section user
   cat <<EOF
 [$1]
@@ -160,13 +175,6 @@ project_name = service
 username = $2
 password = $PW
 region_name = RegionOne
-EOF
-}
-authtoken() {  # user: the service's own credentials, plus what keystonemiddleware checks
-  svcauth keystone_authtoken "$1"
-  cat <<EOF
-www_authenticate_uri = $KS_URL
-service_token_roles_required = false
 EOF
 }
 POLICY='[oslo_policy]
