@@ -58,6 +58,16 @@ fn own_cpu() -> Duration {
     process::sample(std::process::id()).map(|s| s.cpu()).unwrap_or_default()
 }
 
+/// The report row of one `Display` rendering of a plan: its times and length.
+fn print_render(wall: Duration, cpu: Duration, rendered: &str) {
+    println!(
+        "  render (Display):                    {:>8.1} ms wall {:>8.1} ms CPU  ({} lines)",
+        wall.as_secs_f64() * 1e3,
+        cpu.as_secs_f64() * 1e3,
+        rendered.lines().count()
+    );
+}
+
 /// Median wall and CPU time of five runs of `f`, and its last result.
 fn timed<T>(mut f: impl FnMut() -> T) -> (Duration, Duration, T) {
     let mut walls = Vec::new();
@@ -219,12 +229,7 @@ fn main() {
         s.create,
         s.keep
     );
-    println!(
-        "  render (Display):                    {:>8.1} ms wall {:>8.1} ms CPU  ({} lines)",
-        rwall.as_secs_f64() * 1e3,
-        rcpu.as_secs_f64() * 1e3,
-        rendered.lines().count()
-    );
+    print_render(rwall, rcpu, &rendered);
     println!(
         "  Plan::compute, all {:>6} existing: {:>8.1} ms wall {:>8.1} ms CPU  ({} keep, {} create, {} replace, {} delete)",
         inventory.len(),
@@ -235,11 +240,6 @@ fn main() {
         k.replace,
         k.delete
     );
-    println!(
-        "  render (Display):                    {:>8.1} ms wall {:>8.1} ms CPU  ({} lines)",
-        krwall.as_secs_f64() * 1e3,
-        krcpu.as_secs_f64() * 1e3,
-        krendered.lines().count()
-    );
+    print_render(krwall, krcpu, &krendered);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -277,6 +277,29 @@ mod tests {
         v.iter().map(|s| s.to_string()).collect()
     }
 
+    /// Runs `dag` with `parallelism` slots, each step first pausing for
+    /// `pause(id)`; checks that no step failed and returns the steps in the
+    /// order they finished.
+    async fn finishing_order(dag: Dag<()>, parallelism: usize, pause: fn(&str) -> Duration) -> Vec<String> {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let o = order.clone();
+        let report = dag
+            .run(parallelism, &EventSink::none(), None, move |id, ()| {
+                let o = o.clone();
+                Box::pin(async move {
+                    let p = pause(&id);
+                    if !p.is_zero() {
+                        tokio::time::sleep(p).await;
+                    }
+                    o.lock().unwrap().push(id);
+                    Ok(())
+                })
+            })
+            .await;
+        assert!(report.failed.is_empty());
+        order.lock().unwrap().clone()
+    }
+
     #[tokio::test]
     async fn runs_in_dependency_order() {
         let mut dag = Dag::new();
@@ -286,20 +309,7 @@ mod tests {
         dag.add("servers", "", &ids(&["sg", "image"]), ());
         dag.add("nodes", "", &ids(&["servers"]), ());
         assert_eq!(dag.critical_path(), 4);
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let o = order.clone();
-        let report = dag
-            .run(4, &EventSink::none(), None, move |id, ()| {
-                let o = o.clone();
-                Box::pin(async move {
-                    tokio::time::sleep(Duration::from_millis(if id == "image" { 20 } else { 1 })).await;
-                    o.lock().unwrap().push(id);
-                    Ok(())
-                })
-            })
-            .await;
-        assert!(report.failed.is_empty());
-        let order = order.lock().unwrap().clone();
+        let order = finishing_order(dag, 4, |id| Duration::from_millis(if id == "image" { 20 } else { 1 })).await;
         let pos = |s: &str| order.iter().position(|x| x == s).unwrap();
         assert!(pos("network") < pos("sg"));
         assert!(pos("sg") < pos("servers"));
@@ -320,20 +330,8 @@ mod tests {
         dag.add("head", "", &[], ());
         dag.add("middle", "", &ids(&["head"]), ());
         dag.add("tail", "", &ids(&["middle"]), ());
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let o = order.clone();
-        let report = dag
-            .run(1, &EventSink::none(), None, move |id, ()| {
-                let o = o.clone();
-                Box::pin(async move {
-                    o.lock().unwrap().push(id);
-                    Ok(())
-                })
-            })
-            .await;
-        assert!(report.failed.is_empty());
         assert_eq!(
-            order.lock().unwrap().clone(),
+            finishing_order(dag, 1, |_| Duration::ZERO).await,
             ids(&[
                 "head", "middle", "short-1", "short-2", "short-3", "short-4", "short-5", "tail"
             ])
@@ -350,20 +348,8 @@ mod tests {
         }
         dag.add_weighted("heavy", "", &[], 5, ());
         dag.add("end", "", &ids(&["light-1", "light-2", "light-3", "heavy"]), ());
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let o = order.clone();
-        let report = dag
-            .run(1, &EventSink::none(), None, move |id, ()| {
-                let o = o.clone();
-                Box::pin(async move {
-                    o.lock().unwrap().push(id);
-                    Ok(())
-                })
-            })
-            .await;
-        assert!(report.failed.is_empty());
         assert_eq!(
-            order.lock().unwrap().clone(),
+            finishing_order(dag, 1, |_| Duration::ZERO).await,
             ids(&["heavy", "light-1", "light-2", "light-3", "end"])
         );
     }

@@ -196,7 +196,7 @@ impl Plan {
             copies.retain(|r| r.status != ResourceStatus::Deleting);
             copies.sort_by_key(|r| status_rank(&r.status));
             let mut copies = copies.into_iter();
-            let item = match copies.next() {
+            let (action, reason, current) = match copies.next() {
                 None => {
                     let reason = if d.kind == ResourceKind::Image {
                         "found by name, imported from image.source when missing".to_string()
@@ -216,14 +216,7 @@ impl Plan {
                     } else {
                         Action::Create
                     };
-                    PlanItem {
-                        key: d.key.clone(),
-                        kind: d.kind.clone(),
-                        name: d.name.clone(),
-                        action,
-                        reason,
-                        current: None,
-                    }
+                    (action, reason, None)
                 }
                 Some(cur) => {
                     let (action, reason) = judge(d, cur);
@@ -232,17 +225,17 @@ impl Plan {
                     {
                         replaced_nodes.push(n);
                     }
-                    PlanItem {
-                        key: d.key.clone(),
-                        kind: d.kind.clone(),
-                        name: d.name.clone(),
-                        action,
-                        reason,
-                        current: Some(cur.clone()),
-                    }
+                    (action, reason, Some(cur.clone()))
                 }
             };
-            items.push(item);
+            items.push(PlanItem {
+                key: d.key.clone(),
+                kind: d.kind.clone(),
+                name: d.name.clone(),
+                action,
+                reason,
+                current,
+            });
             for dup in copies {
                 items.push(PlanItem {
                     key: d.key.clone(),
@@ -476,6 +469,15 @@ mod tests {
         s
     }
 
+    /// The live server `lab-<role>-<index>` of the lab cluster.
+    fn server(role: Role, index: u32) -> CloudResource {
+        live(
+            ResourceKind::Instance,
+            ResourceKey::server(role, index),
+            &format!("lab-{role}-{index}"),
+        )
+    }
+
     fn live(kind: ResourceKind, key: ResourceKey, name: &str) -> CloudResource {
         CloudResource::new(kind, format!("id-{name}"), name).with_key(key)
     }
@@ -502,25 +504,11 @@ mod tests {
         let inv = vec![
             live(ResourceKind::Network, ResourceKey::network(), "lab-net"),
             live(ResourceKind::Subnet, ResourceKey::network(), "lab-subnet"),
-            live(
-                ResourceKind::Instance,
-                ResourceKey::server(Role::Master, 1),
-                "lab-master-1",
-            )
-            .with_attr(attr::FLAVOR, "m1.medium"),
-            live(
-                ResourceKind::Instance,
-                ResourceKey::server(Role::Service, 1),
-                "lab-service-1",
-            )
-            .with_status(ResourceStatus::Failed {
+            server(Role::Master, 1).with_attr(attr::FLAVOR, "m1.medium"),
+            server(Role::Service, 1).with_status(ResourceStatus::Failed {
                 reason: "No valid host was found".into(),
             }),
-            live(
-                ResourceKind::Instance,
-                ResourceKey::server(Role::Service, 3),
-                "lab-service-3",
-            ),
+            server(Role::Service, 3),
         ];
         let p = Plan::compute(&s, None, &inv);
         let action = |k: &ResourceKey| p.item(k).map(|i| i.action);
@@ -546,18 +534,8 @@ mod tests {
         s.group_mut(Role::Master).flavor = "big".into();
         s.group_mut(Role::Service).flavor = "big".into();
         let inv = vec![
-            live(
-                ResourceKind::Instance,
-                ResourceKey::server(Role::Master, 1),
-                "lab-master-1",
-            )
-            .with_attr(attr::FLAVOR, "small"),
-            live(
-                ResourceKind::Instance,
-                ResourceKey::server(Role::Service, 1),
-                "lab-service-1",
-            )
-            .with_attr(attr::FLAVOR, "small"),
+            server(Role::Master, 1).with_attr(attr::FLAVOR, "small"),
+            server(Role::Service, 1).with_attr(attr::FLAVOR, "small"),
         ];
         let p = Plan::compute(&s, None, &inv);
         assert_eq!(
@@ -573,17 +551,8 @@ mod tests {
     #[test]
     fn duplicates_are_deleted_keeping_the_healthy_copy() {
         let s = spec();
-        let a = live(
-            ResourceKind::Instance,
-            ResourceKey::server(Role::Service, 1),
-            "lab-service-1",
-        )
-        .with_status(ResourceStatus::Pending);
-        let mut b = live(
-            ResourceKind::Instance,
-            ResourceKey::server(Role::Service, 1),
-            "lab-service-1",
-        );
+        let a = server(Role::Service, 1).with_status(ResourceStatus::Pending);
+        let mut b = server(Role::Service, 1);
         b.id = "second".into();
         let p = Plan::compute(&s, None, &[a, b]);
         let keep = p.item(&ResourceKey::server(Role::Service, 1)).unwrap();

@@ -108,6 +108,23 @@ mod tests {
         CloudError::http("nova", "op", status, "m", None).into()
     }
 
+    /// Runs a call that always fails with HTTP `status` under
+    /// `immediate(attempts)`; returns the outcome and how often it was called.
+    async fn always_failing(attempts: u32, status: u16) -> (Result<()>, u32) {
+        let calls = Arc::new(AtomicU32::new(0));
+        let c = calls.clone();
+        let r = RetryPolicy::immediate(attempts)
+            .run(&EventSink::none(), "s", move || {
+                let c = c.clone();
+                async move {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    Err(err(status))
+                }
+            })
+            .await;
+        (r, calls.load(Ordering::SeqCst))
+    }
+
     #[tokio::test]
     async fn retries_retriable_errors_until_success() {
         let calls = Arc::new(AtomicU32::new(0));
@@ -131,36 +148,16 @@ mod tests {
 
     #[tokio::test]
     async fn gives_up_after_max_attempts() {
-        let calls = Arc::new(AtomicU32::new(0));
-        let c = calls.clone();
-        let r: Result<()> = RetryPolicy::immediate(3)
-            .run(&EventSink::none(), "s", move || {
-                let c = c.clone();
-                async move {
-                    c.fetch_add(1, Ordering::SeqCst);
-                    Err(err(500))
-                }
-            })
-            .await;
+        let (r, calls) = always_failing(3, 500).await;
         assert!(r.is_err());
-        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert_eq!(calls, 3);
     }
 
     #[tokio::test]
     async fn fails_fast_on_client_errors() {
-        let calls = Arc::new(AtomicU32::new(0));
-        let c = calls.clone();
-        let r: Result<()> = RetryPolicy::immediate(5)
-            .run(&EventSink::none(), "s", move || {
-                let c = c.clone();
-                async move {
-                    c.fetch_add(1, Ordering::SeqCst);
-                    Err(err(403))
-                }
-            })
-            .await;
+        let (r, calls) = always_failing(5, 403).await;
         assert_eq!(r.unwrap_err().to_string(), "nova op: HTTP 403: m");
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(calls, 1);
     }
 
     #[tokio::test]

@@ -130,22 +130,14 @@ mod tests {
     use vre_core::BootstrapFacts;
 
     use super::*;
+    use crate::test_facts::{lab_facts, lab_inputs};
     use crate::token::BootstrapToken;
     use crate::version::KubernetesVersion;
 
     fn facts() -> BootstrapFacts {
         BootstrapFacts {
-            cluster: "lab".into(),
-            master_private_ip: "10.0.0.10".parse().unwrap(),
-            master_public_ip: Some("203.0.113.7".parse().unwrap()),
-            api_port: 6443,
-            kubernetes_version: "1.30.2".into(),
-            pod_cidr: "10.244.0.0/16".into(),
-            service_cidr: "10.96.0.0/12".into(),
-            image_preinstalled: false,
-            ssh_user: "ubuntu".into(),
             master_as_edge: false,
-            single_node: false,
+            ..lab_facts()
         }
     }
 
@@ -159,22 +151,7 @@ mod tests {
     fn render(role: Role, facts: &BootstrapFacts) -> Rendered {
         let ca = ClusterCa::generate("lab").unwrap();
         let token = BootstrapToken::generate(Duration::from_secs(86400), OffsetDateTime::now_utc()).unwrap();
-        let text = {
-            let inputs = UserDataInputs {
-                kubeadm: KubeadmInputs {
-                    facts,
-                    version: KubernetesVersion::parse(&facts.kubernetes_version).unwrap(),
-                    token: &token,
-                    ca_hash: ca.cert_hash(),
-                    token_ttl: Duration::from_secs(86400),
-                    discovery_timeout: Duration::from_secs(1800),
-                    control_plane_timeout: Duration::from_secs(600),
-                },
-                ca: &ca,
-                join_attempts: 5,
-            };
-            user_data(role, &inputs).unwrap()
-        };
+        let text = user_data(role, &lab_inputs(facts, &token, &ca, 5)).unwrap();
         let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
         Rendered { doc, text, token, ca }
     }

@@ -222,28 +222,12 @@ pub fn config_yaml(role: Role, inputs: &KubeadmInputs<'_>) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{IpAddr, Ipv4Addr};
 
     use serde::Deserialize;
     use time::OffsetDateTime;
 
     use super::*;
-
-    pub(crate) fn facts() -> BootstrapFacts {
-        BootstrapFacts {
-            cluster: "lab".into(),
-            master_private_ip: Ipv4Addr::new(10, 0, 0, 10),
-            master_public_ip: Some(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7))),
-            api_port: 6443,
-            kubernetes_version: "1.30.2".into(),
-            pod_cidr: "10.244.0.0/16".into(),
-            service_cidr: "10.96.0.0/12".into(),
-            image_preinstalled: false,
-            ssh_user: "ubuntu".into(),
-            master_as_edge: true,
-            single_node: false,
-        }
-    }
+    use crate::test_facts::lab_facts as facts;
 
     fn parse(yaml: &str) -> Vec<serde_yaml::Value> {
         serde_yaml::Deserializer::from_str(yaml)

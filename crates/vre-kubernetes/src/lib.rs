@@ -24,6 +24,8 @@ pub mod orchestrator;
 pub mod pki;
 pub mod readiness;
 pub mod storage_class;
+#[cfg(test)]
+mod test_facts;
 pub mod token;
 pub mod version;
 

@@ -212,25 +212,16 @@ mod tests {
     use vre_core::{BootstrapFacts, Role};
 
     use super::*;
-    use crate::cloud_init::{UserDataInputs, user_data};
-    use crate::kubeadm::KubeadmInputs;
+    use crate::cloud_init::user_data;
     use crate::pki::ClusterCa;
+    use crate::test_facts::{lab_facts, lab_inputs};
     use crate::token::BootstrapToken;
-    use crate::version::KubernetesVersion;
 
     fn facts(version: &str) -> BootstrapFacts {
         BootstrapFacts {
-            cluster: "lab".into(),
-            master_private_ip: "10.0.0.10".parse().unwrap(),
             master_public_ip: Some("198.51.100.4".parse().unwrap()),
-            api_port: 6443,
             kubernetes_version: version.into(),
-            pod_cidr: "10.244.0.0/16".into(),
-            service_cidr: "10.96.0.0/12".into(),
-            image_preinstalled: false,
-            ssh_user: "ubuntu".into(),
-            master_as_edge: true,
-            single_node: false,
+            ..lab_facts()
         }
     }
 
@@ -240,19 +231,7 @@ mod tests {
         let token = BootstrapToken::generate(Duration::from_secs(86400), OffsetDateTime::now_utc()).unwrap();
         for version in ["1.30.2", "1.33.1"] {
             let f = facts(version);
-            let inputs = UserDataInputs {
-                kubeadm: KubeadmInputs {
-                    facts: &f,
-                    version: KubernetesVersion::parse(version).unwrap(),
-                    token: &token,
-                    ca_hash: ca.cert_hash(),
-                    token_ttl: Duration::from_secs(86400),
-                    discovery_timeout: Duration::from_secs(1800),
-                    control_plane_timeout: Duration::from_secs(600),
-                },
-                ca: &ca,
-                join_attempts: 3,
-            };
+            let inputs = lab_inputs(&f, &token, &ca, 3);
             let master = NodeBootstrap::parse(&user_data(Role::Master, &inputs).unwrap()).unwrap();
             assert_eq!(master.action, KubeadmAction::Init);
             assert_eq!(master.token(), token.token());

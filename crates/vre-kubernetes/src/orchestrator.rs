@@ -371,20 +371,14 @@ impl Orchestrator for KubernetesOrchestrator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_facts::lab_facts;
 
     fn facts() -> BootstrapFacts {
         BootstrapFacts {
-            cluster: "lab".into(),
-            master_private_ip: "10.0.0.10".parse().unwrap(),
             master_public_ip: None,
-            api_port: 6443,
-            kubernetes_version: "1.30.2".into(),
-            pod_cidr: "10.244.0.0/16".into(),
-            service_cidr: "10.96.0.0/12".into(),
             image_preinstalled: true,
-            ssh_user: "ubuntu".into(),
-            master_as_edge: true,
             single_node: true,
+            ..lab_facts()
         }
     }
 

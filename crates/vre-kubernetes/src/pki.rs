@@ -391,13 +391,22 @@ mod tests {
         assert!(e.contains("does not belong"), "{e}");
     }
 
-    #[test]
-    fn ca_hash_matches_openssl() {
+    /// `/usr/bin/openssl`, or `None` (saying the test is skipped) where it
+    /// is not installed.
+    fn system_openssl() -> Option<&'static Path> {
         let openssl = Path::new("/usr/bin/openssl");
         if !openssl.exists() {
             eprintln!("skipped: /usr/bin/openssl is not installed");
-            return;
+            return None;
         }
+        Some(openssl)
+    }
+
+    #[test]
+    fn ca_hash_matches_openssl() {
+        let Some(openssl) = system_openssl() else {
+            return;
+        };
         let dir = tempfile::tempdir().unwrap();
         let pki = pki_dir(dir.path());
         let (ca, _) = ClusterCa::load_or_create(&pki, "lab").unwrap();
@@ -424,11 +433,9 @@ mod tests {
 
     #[test]
     fn openssl_accepts_the_ca_and_verifies_the_admin_cert() {
-        let openssl = Path::new("/usr/bin/openssl");
-        if !openssl.exists() {
-            eprintln!("skipped: /usr/bin/openssl is not installed");
+        let Some(openssl) = system_openssl() else {
             return;
-        }
+        };
         let dir = tempfile::tempdir().unwrap();
         let ca = ClusterCa::generate("lab").unwrap();
         let admin = ca.issue_client("vre-admin", &["system:masters"]).unwrap();

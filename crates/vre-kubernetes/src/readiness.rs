@@ -147,12 +147,17 @@ pub fn pvc_verdict(p: &PersistentVolumeClaim) -> Verdict {
     }
 }
 
-async fn get_verdict<K, F>(api: Api<K>, name: &str, verdict: F) -> Result<Verdict, KubeError>
+/// `verdict` on the object `namespace/name` of kind `K`; waiting while it is not found.
+async fn get_verdict<K, F>(client: &Client, namespace: &str, name: &str, verdict: F) -> Result<Verdict, KubeError>
 where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
     F: Fn(&K) -> Verdict,
 {
-    match api.get_opt(name).await {
+    match Api::<K>::namespaced(client.clone(), namespace).get_opt(name).await {
         Ok(Some(obj)) => Ok(verdict(&obj)),
         Ok(None) => Ok(Verdict::Waiting("not found".into())),
         Err(e) => Err(KubeError::api(format!("get {name}"), e)),
@@ -164,30 +169,9 @@ where
 pub async fn evaluate(client: &Client, catalog: &Catalog, check: &ReadinessCheck) -> Result<Verdict, KubeError> {
     let result = match check {
         ReadinessCheck::Rollout { kind, namespace, name } => match kind.to_ascii_lowercase().as_str() {
-            "daemonset" => {
-                get_verdict(
-                    Api::<DaemonSet>::namespaced(client.clone(), namespace),
-                    name,
-                    daemonset_verdict,
-                )
-                .await
-            }
-            "deployment" => {
-                get_verdict(
-                    Api::<Deployment>::namespaced(client.clone(), namespace),
-                    name,
-                    deployment_verdict,
-                )
-                .await
-            }
-            "statefulset" => {
-                get_verdict(
-                    Api::<StatefulSet>::namespaced(client.clone(), namespace),
-                    name,
-                    statefulset_verdict,
-                )
-                .await
-            }
+            "daemonset" => get_verdict(client, namespace, name, daemonset_verdict).await,
+            "deployment" => get_verdict(client, namespace, name, deployment_verdict).await,
+            "statefulset" => get_verdict(client, namespace, name, statefulset_verdict).await,
             _ => {
                 return Err(KubeError::BadObject {
                     object: check.to_string(),
@@ -195,14 +179,7 @@ pub async fn evaluate(client: &Client, catalog: &Catalog, check: &ReadinessCheck
                 });
             }
         },
-        ReadinessCheck::PvcBound { namespace, name } => {
-            get_verdict(
-                Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace),
-                name,
-                pvc_verdict,
-            )
-            .await
-        }
+        ReadinessCheck::PvcBound { namespace, name } => get_verdict(client, namespace, name, pvc_verdict).await,
         ReadinessCheck::Exists {
             api_version,
             kind,

@@ -61,6 +61,33 @@ fn options() -> KubernetesOptions {
     }
 }
 
+/// Cluster `name` on the test control plane: master at 10.0.0.10 with no
+/// public address, Kubernetes 1.30.2 preinstalled, separate worker nodes.
+fn facts(name: &str, target: &Target) -> BootstrapFacts {
+    BootstrapFacts {
+        cluster: name.into(),
+        master_private_ip: "10.0.0.10".parse().unwrap(),
+        master_public_ip: None,
+        api_port: target.api_addr().port(),
+        kubernetes_version: "1.30.2".into(),
+        pod_cidr: "10.244.0.0/16".into(),
+        service_cidr: "10.96.0.0/12".into(),
+        image_preinstalled: true,
+        ssh_user: "ubuntu".into(),
+        master_as_edge: false,
+        single_node: false,
+    }
+}
+
+/// The rollout of Deployment `namespace/name`.
+fn deployment_rollout(namespace: &str, name: &str) -> ReadinessCheck {
+    ReadinessCheck::Rollout {
+        kind: "Deployment".into(),
+        namespace: namespace.into(),
+        name: name.into(),
+    }
+}
+
 impl Cluster {
     async fn up() -> Cluster {
         let target = Target::from_env();
@@ -70,19 +97,7 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         target.install_ca(dir.path());
         let name = format!("it-{}", random_suffix());
-        let facts = BootstrapFacts {
-            cluster: name.clone(),
-            master_private_ip: "10.0.0.10".parse().unwrap(),
-            master_public_ip: None,
-            api_port: target.api_addr().port(),
-            kubernetes_version: "1.30.2".into(),
-            pod_cidr: "10.244.0.0/16".into(),
-            service_cidr: "10.96.0.0/12".into(),
-            image_preinstalled: true,
-            ssh_user: "ubuntu".into(),
-            master_as_edge: false,
-            single_node: false,
-        };
+        let facts = facts(&name, &target);
         let orchestrator = Arc::new(KubernetesOrchestrator::new(dir.path(), options()));
         orchestrator.prepare(&facts).await.expect("prepare");
         let path = orchestrator.connect(target.api_addr(), &facts).await.expect("connect");
@@ -206,6 +221,16 @@ async fn resource_versions(client: &Client, objects: &[Manifest]) -> BTreeMap<St
     out
 }
 
+/// Whether kube-system holds the Secret of bootstrap token `id`.
+async fn has_token_secret(admin: &Client, id: &str) -> bool {
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), "kube-system");
+    secrets
+        .get_opt(&format!("bootstrap-token-{id}"))
+        .await
+        .unwrap()
+        .is_some()
+}
+
 async fn pods_of(client: &Client, ns: &str, selector: &str) -> Vec<Pod> {
     Api::<Pod>::namespaced(client.clone(), ns)
         .list(&ListParams::default().labels(selector))
@@ -237,14 +262,7 @@ async fn cluster_lifecycle() {
     fresh.nodes().await.expect("nodes() from the kubeconfig alone");
     // connect created the join token's Secret (the cluster had none for it)
     let token = vre_kubernetes::token::BootstrapToken::load(&o.pki_dir().join("bootstrap-token.json")).unwrap();
-    let secrets: Api<Secret> = Api::namespaced(c.admin.clone(), "kube-system");
-    assert!(
-        secrets
-            .get_opt(&format!("bootstrap-token-{}", token.id()))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(has_token_secret(&c.admin, token.id()).await);
 
     let layout = [
         (Role::Master, 1),
@@ -385,14 +403,7 @@ async fn cluster_lifecycle() {
                                        "containers": [{"name": "c", "image": "registry.example/c:1"}]}}}}))];
     o.apply(&stuck).await.unwrap();
     let err = o
-        .wait_ready(
-            &[ReadinessCheck::Rollout {
-                kind: "Deployment".into(),
-                namespace: ns.clone(),
-                name: "stuck".into(),
-            }],
-            Duration::from_secs(5),
-        )
+        .wait_ready(&[deployment_rollout(&ns, "stuck")], Duration::from_secs(5))
         .await
         .unwrap_err()
         .to_string();
@@ -438,16 +449,9 @@ async fn cluster_lifecycle() {
                                        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
                                        "containers": [{"name": "c", "image": "registry.example/web:1"}]}}}}))];
     o.apply(&web).await.unwrap();
-    o.wait_ready(
-        &[ReadinessCheck::Rollout {
-            kind: "Deployment".into(),
-            namespace: ns.clone(),
-            name: "web".into(),
-        }],
-        Duration::from_secs(60),
-    )
-    .await
-    .expect("web ready");
+    o.wait_ready(&[deployment_rollout(&ns, "web")], Duration::from_secs(60))
+        .await
+        .expect("web ready");
     let web_pod = pods_of(&c.admin, &ns, "app=web").await.remove(0);
     assert_eq!(
         web_pod.spec.as_ref().unwrap().node_name.as_deref(),
@@ -566,14 +570,8 @@ async fn expired_token_is_renewed_and_joins_work() {
     let new = vre_kubernetes::token::BootstrapToken::load(&pki.join("bootstrap-token.json")).unwrap();
     assert_ne!(new.id(), old.id());
     again.connect(c.target.api_addr(), &c.facts).await.unwrap();
+    assert!(has_token_secret(&c.admin, new.id()).await);
     let secrets: Api<Secret> = Api::namespaced(c.admin.clone(), "kube-system");
-    assert!(
-        secrets
-            .get_opt(&format!("bootstrap-token-{}", new.id()))
-            .await
-            .unwrap()
-            .is_some()
-    );
 
     let machines = Machines::start(c.admin.clone(), Duration::from_secs(30));
     let user_data = again.user_data(Role::Edge, &c.facts).unwrap();
@@ -607,17 +605,9 @@ async fn connect_with_a_foreign_ca_fails_clearly() {
     let target = Target::from_env();
     let dir = tempfile::tempdir().unwrap();
     let facts = BootstrapFacts {
-        cluster: "foreign".into(),
-        master_private_ip: "10.0.0.10".parse().unwrap(),
-        master_public_ip: None,
-        api_port: target.api_addr().port(),
-        kubernetes_version: "1.30.2".into(),
-        pod_cidr: "10.244.0.0/16".into(),
-        service_cidr: "10.96.0.0/12".into(),
-        image_preinstalled: true,
-        ssh_user: "ubuntu".into(),
         master_as_edge: true,
         single_node: true,
+        ..facts("foreign", &target)
     };
     let o = KubernetesOrchestrator::new(
         dir.path(),

@@ -36,6 +36,14 @@ fn all(f: &ClusterFacts) -> Vec<Manifest> {
     v
 }
 
+/// The script Deployment `name`'s container runs (`/bin/sh -ec <script>`).
+fn shell_command(objects: &[Manifest], name: &str) -> String {
+    get(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]["command"][2]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn get<'a>(objects: &'a [Manifest], kind: &str, name: &str) -> &'a Value {
     &objects
         .iter()
@@ -67,20 +75,12 @@ fn replica_rule_for_1_2_3_5_storage_nodes() {
             code,
             "{n} nodes"
         );
-        let master =
-            get(&objects, "Deployment", "seaweedfs-master")["spec"]["template"]["spec"]["containers"][0]["command"][2]
-                .as_str()
-                .unwrap()
-                .to_string();
+        let master = shell_command(&objects, "seaweedfs-master");
         assert!(
             master.contains(&format!("-defaultReplication={code}")),
             "{n} nodes: {master}"
         );
-        let filer =
-            get(&objects, "Deployment", "seaweedfs-filer")["spec"]["template"]["spec"]["containers"][0]["command"][2]
-                .as_str()
-                .unwrap()
-                .to_string();
+        let filer = shell_command(&objects, "seaweedfs-filer");
         assert!(
             filer.contains(&format!("-defaultReplicaPlacement={code}")),
             "{n} nodes: {filer}"

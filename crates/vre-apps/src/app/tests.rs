@@ -25,6 +25,14 @@ fn cluster(storage: bool) -> ClusterSpec {
     spec
 }
 
+/// The error app `index`, installing manifest `path`, reports for `spec`.
+fn manifest_error(index: usize, path: &str, spec: &ClusterSpec, f: &ClusterFacts) -> String {
+    App::new(index, manifest_app(path), spec)
+        .objects(f)
+        .unwrap_err()
+        .to_string()
+}
+
 fn manifest_app(path: &str) -> AppSpec {
     AppSpec {
         name: "notebook".into(),
@@ -156,10 +164,7 @@ fn manifest_mistakes_name_the_app_field() {
     let dir = tempfile::tempdir().unwrap();
     let spec = cluster(true);
     let f = facts_for(spec.clone(), dir.path());
-    let e = App::new(2, manifest_app("missing.yaml"), &spec)
-        .objects(&f)
-        .unwrap_err()
-        .to_string();
+    let e = manifest_error(2, "missing.yaml", &spec, &f);
     assert!(e.starts_with("apps[2].manifest: cannot read "), "{e}");
     for (text, want) in [
         ("kind: Service\n", "needs apiVersion, kind and metadata.name"),
@@ -172,19 +177,13 @@ fn manifest_mistakes_name_the_app_field() {
         ("a: [unclosed\n", "document 1"),
     ] {
         fs::write(dir.path().join("bad.yaml"), text).unwrap();
-        let e = App::new(0, manifest_app("bad.yaml"), &spec)
-            .objects(&f)
-            .unwrap_err()
-            .to_string();
+        let e = manifest_error(0, "bad.yaml", &spec, &f);
         assert!(e.starts_with("apps[0].manifest: ") && e.contains(want), "{text:?}: {e}");
     }
     fs::write(dir.path().join("pvc.yaml"), MANIFEST).unwrap();
     let no_storage = cluster(false);
     let f = facts_for(no_storage.clone(), dir.path());
-    let e = App::new(0, manifest_app("pvc.yaml"), &no_storage)
-        .objects(&f)
-        .unwrap_err()
-        .to_string();
+    let e = manifest_error(0, "pvc.yaml", &no_storage, &f);
     assert!(e.contains("${VRE_STORAGE_CLASS} but shared storage is disabled"), "{e}");
 }
 
