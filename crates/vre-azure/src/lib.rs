@@ -92,7 +92,7 @@ impl AzureFactory {
             .map_err(|e| Error::component("azure", format!("cannot build the HTTP client: {e}")))?;
         let tokens = TokenSource::new(credentials, &settings.authority, auth::ARM_SCOPE, http.clone());
         let client = ArmClient::new(http, &settings.endpoint, tokens).map_err(|m| Error::input("azure.endpoint", m))?;
-        Ok(AzureProvider::new(client, subscription, settings, &ctx.spec))
+        Ok(AzureProvider::new(client, subscription, settings, &ctx.spec.name))
     }
 }
 

@@ -5,6 +5,7 @@
 //! check that the group is gone.
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,11 +14,11 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use vre_core::plan::{key_pair_name, network_name, security_group_name};
-use vre_core::spec::{ClusterSpec, ImageSpec, Ipv4Cidr, NetworkSpec};
+use vre_core::spec::{ImageSpec, Ipv4Cidr, node_name};
 use vre_core::{
     CLUSTER_TAG, Capabilities, CloudProvider, CloudResource, ClusterRef, Error, InstanceBatch, InstanceRequest,
-    KEY_TAG, NetworkInfo, NetworkRequest, ROLE_TAG, ResourceKey, ResourceKind, ResourceStatus, Result, Role,
-    SecurityGroupRequest, VolumeRequest, attr,
+    KEY_TAG, NetworkInfo, NetworkRequest, PreflightProblem, PreflightRequest, ROLE_TAG, ResourceKey, ResourceKind,
+    ResourceStatus, Result, Role, SecurityGroupRequest, SpecField, StepProgress, VolumeRequest, attr,
 };
 
 use crate::call::{self, ArmCall, ImageRef, InboundRule, NicSpec, Scope, Tags, VmSpec, types};
@@ -42,9 +43,9 @@ pub struct AzureProvider {
     client: ArmClient,
     scope: Scope,
     settings: AzureSettings,
-    image: Option<ImageRef>,
-    ssh_user: String,
-    network: NetworkSpec,
+    /// The master's fixed address as the last network request set it; its
+    /// NIC is made once the security group exists.
+    master_address: Mutex<Option<Ipv4Addr>>,
     /// Whether the resource group is known to exist (made once, lazily).
     group_ready: Mutex<bool>,
     /// Set once this provider deleted the group: everything in it is gone too.
@@ -105,20 +106,18 @@ async fn remove(client: &ArmClient, c: &ArmCall) -> Result<()> {
 }
 
 impl AzureProvider {
-    /// A provider for `spec` in `subscription`.
-    pub fn new(client: ArmClient, subscription: String, settings: AzureSettings, spec: &ClusterSpec) -> Self {
+    /// A provider for the cluster named `cluster` in `subscription`.
+    pub fn new(client: ArmClient, subscription: String, settings: AzureSettings, cluster: &str) -> Self {
         let scope = Scope {
             subscription,
-            resource_group: settings.resource_group_of(&spec.name),
+            resource_group: settings.resource_group_of(cluster),
             location: settings.location.clone(),
         };
         AzureProvider {
             client,
             scope,
-            image: settings.image_for(spec),
             settings,
-            ssh_user: spec.ssh.user.clone(),
-            network: spec.network.clone(),
+            master_address: Mutex::new(None),
             group_ready: Mutex::new(false),
             group_deleted: Mutex::new(false),
         }
@@ -202,13 +201,9 @@ impl AzureProvider {
         Ok(ComputeView { vms, nics, pips })
     }
 
-    fn image(&self) -> Result<&ImageRef> {
-        self.image.as_ref().ok_or_else(|| {
-            Error::input(
-                "image.name",
-                "is not an Azure image; write publisher:offer:sku:version such as \"Canonical:ubuntu-24_04-lts:server:latest\"",
-            )
-        })
+    /// The image nodes boot from: the table's, else `image.name` read as a URN or id.
+    fn image(&self, image: &ImageSpec) -> Result<ImageRef> {
+        self.settings.image_for(image).ok_or_else(not_an_image)
     }
 
     fn pip_resource(&self, v: &Value) -> CloudResource {
@@ -283,10 +278,10 @@ impl AzureProvider {
         network: &NetworkInfo,
         security_group: &str,
     ) -> Result<()> {
-        let Some(ip) = self.network.master_address(&network.cidr) else {
+        let Some(ip) = *self.master_address.lock().await else {
             return Ok(());
         };
-        let master = vre_core::spec::node_name(&cluster.name, Role::Master, 1);
+        let master = node_name(&cluster.name, Role::Master, 1);
         let name = nic_name(&master);
         if self
             .client
@@ -351,7 +346,7 @@ impl AzureProvider {
             .await?;
         let vm = VmSpec {
             size: batch.flavor.clone(),
-            image: self.image()?.clone(),
+            image: ImageRef::parse(&batch.image.id).ok_or_else(not_an_image)?,
             nic_id: str_at(&nic_body, "/id").map_or_else(
                 || self.scope.id(types::NETWORK_INTERFACE, &nic_name(&req.name)),
                 str::to_string,
@@ -359,7 +354,7 @@ impl AzureProvider {
             os_disk_name: os_disk_name(&req.name),
             os_disk_gb: batch.root_disk_gb,
             disk_sku: self.settings.disk_sku.clone(),
-            admin_user: self.ssh_user.clone(),
+            admin_user: batch.ssh_user.clone(),
             ssh_public_key: public_key.to_string(),
             custom_data: batch.user_data.clone(),
         };
@@ -390,6 +385,14 @@ impl AzureProvider {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// `image.name` (with no image in the table) names no Azure image.
+fn not_an_image() -> Error {
+    Error::rejected(
+        SpecField::Image,
+        "is not an Azure image; write publisher:offer:sku:version such as \"Canonical:ubuntu-24_04-lts:server:latest\"",
+    )
 }
 
 /// One node's creation, boxed so a group's run side by side.
@@ -512,35 +515,32 @@ impl CloudProvider for AzureProvider {
         Capabilities {
             multi_create: false,
             max_batch: 1,
-            fixed_private_ip: true,
-            load_balancer: true,
-            shared_file_system: true,
             public_ip_at_create: true,
             custom_dns_servers: false,
         }
     }
 
-    async fn preflight(&self, cluster: &ClusterRef, spec: &ClusterSpec) -> Result<Vec<(String, String)>> {
+    async fn preflight(&self, cluster: &ClusterRef, request: &PreflightRequest) -> Result<Vec<PreflightProblem>> {
         let mut problems = Vec::new();
         if let Some(g) = self.client.get_opt(&call::resource_groups_get(&self.scope)).await?
             && tag(&g, CLUSTER_TAG) != Some(cluster.name.as_str())
         {
-            problems.push((
-                "azure.resource_group".to_string(),
+            problems.push(PreflightProblem::new(
+                SpecField::setting(crate::settings::TABLE, "resource_group"),
                 self.group_conflict(cluster).to_string(),
             ));
         }
-        if self.image.is_none() {
-            problems.push((
-                "image.name".to_string(),
-                "is not an Azure image (publisher:offer:sku:version or an image id)".to_string(),
+        if self.settings.image_for(&request.image).is_none() {
+            problems.push(PreflightProblem::new(
+                SpecField::Image,
+                "is not an Azure image (publisher:offer:sku:version or an image id)",
             ));
         }
         let sizes = match self.client.list(&call::virtual_machine_sizes_list(&self.scope)).await {
             Ok(s) => s,
             Err(e @ AzureError::Api { status: 400 | 404, .. }) => {
-                problems.push((
-                    "azure.location".to_string(),
+                problems.push(PreflightProblem::new(
+                    SpecField::setting(crate::settings::TABLE, "location"),
                     format!(
                         "\"{}\" was refused ({e}); pick one from `az account list-locations -o table`",
                         self.scope.location
@@ -555,13 +555,13 @@ impl CloudProvider for AzureProvider {
             None => Vec::new(),
         };
         let mut cores_needed = 0;
-        for g in spec.nodes.iter().filter(|g| g.count > 0) {
+        for g in request.groups() {
             match sizes
                 .iter()
                 .find(|s| str_at(s, "/name").is_some_and(|n| n.eq_ignore_ascii_case(&g.flavor)))
             {
-                None => problems.push((
-                    format!("nodes.{}.flavor", g.role),
+                None => problems.push(PreflightProblem::new(
+                    SpecField::Flavor(g.role),
                     format!(
                         "VM size \"{}\" is not offered in {}; list them with `az vm list-sizes -l {} -o table`",
                         g.flavor, self.scope.location, self.scope.location
@@ -573,7 +573,7 @@ impl CloudProvider for AzureProvider {
                         .filter(|i| {
                             !existing
                                 .iter()
-                                .any(|v| str_at(v, "/name") == Some(spec.node_name(g.role, *i).as_str()))
+                                .any(|v| str_at(v, "/name") == Some(node_name(&cluster.name, g.role, *i).as_str()))
                         })
                         .count() as i64;
                     cores_needed += cores * missing;
@@ -586,8 +586,8 @@ impl CloudProvider for AzureProvider {
                 let limit = u.get("limit").and_then(Value::as_i64).unwrap_or(i64::MAX);
                 let used = u.get("currentValue").and_then(Value::as_i64).unwrap_or(0);
                 if cores_needed > limit - used {
-                    problems.push((
-                        "nodes".to_string(),
+                    problems.push(PreflightProblem::new(
+                        SpecField::Nodes,
                         format!(
                             "the new nodes need {cores_needed} vCPUs but only {} of the regional vCPU quota ({limit}) are free in {}; request more quota or choose smaller sizes",
                             (limit - used).max(0),
@@ -600,15 +600,20 @@ impl CloudProvider for AzureProvider {
         Ok(problems)
     }
 
-    async fn ensure_image(&self, _cluster: &ClusterRef, image: &ImageSpec) -> Result<CloudResource> {
+    async fn ensure_image(
+        &self,
+        _cluster: &ClusterRef,
+        image: &ImageSpec,
+        _progress: &StepProgress,
+    ) -> Result<CloudResource> {
         if image.source.is_some() {
-            return Err(Error::input(
-                "image.source",
+            return Err(Error::rejected(
+                SpecField::ImageSource,
                 "vre cannot import images on Azure; set azure.image_id to an uploaded image",
             ));
         }
         // Marketplace images are referenced, not copied: the VM create checks them
-        let img = self.image()?;
+        let img = self.image(image)?;
         let mut r = CloudResource::new(ResourceKind::Image, img.describe(), img.describe());
         if let ImageRef::Platform {
             publisher,
@@ -618,16 +623,17 @@ impl CloudProvider for AzureProvider {
         } = img
         {
             r = r
-                .with_attr("publisher", publisher.clone())
-                .with_attr("offer", offer.clone())
-                .with_attr("sku", sku.clone())
-                .with_attr("version", version.clone());
+                .with_attr("publisher", publisher)
+                .with_attr("offer", offer)
+                .with_attr("sku", sku)
+                .with_attr("version", version);
         }
         Ok(r)
     }
 
     async fn ensure_network(&self, cluster: &ClusterRef, request: &NetworkRequest) -> Result<NetworkInfo> {
         self.ensure_group(cluster).await?;
+        *self.master_address.lock().await = request.master_address(&request.cidr);
         let name = network_name(&cluster.name);
         let subnet = subnet_name(&cluster.name);
         let cidr = request.cidr.to_string();
@@ -663,8 +669,8 @@ impl CloudProvider for AzureProvider {
             .parse()
             .map_err(|e: String| Error::component("apply", format!("subnet {subnet} has prefix \"{prefix}\": {e}")))?;
         if have != request.cidr {
-            return Err(Error::input(
-                "network.cidr",
+            return Err(Error::rejected(
+                SpecField::NetworkCidr,
                 format!(
                     "subnet {subnet} already has {have}, the spec says {}; change it back or `vre destroy` first",
                     request.cidr
@@ -801,6 +807,7 @@ impl CloudProvider for AzureProvider {
         cluster: &ClusterRef,
         instances: &[CloudResource],
         timeout: Duration,
+        progress: &StepProgress,
     ) -> Result<Vec<CloudResource>> {
         // one listing of the group's VMs per round
         let list = |asked: Vec<CloudResource>| async move {
@@ -833,7 +840,7 @@ impl CloudProvider for AzureProvider {
             instances,
             timeout,
             list,
-            |_, _| {},
+            |settled, total| progress.count("virtual machines provisioned or failed", settled as u64, total as u64),
             |pending| {
                 answer::still_running(
                     format!("virtual machines {} to be provisioned", names(pending)),

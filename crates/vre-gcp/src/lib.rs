@@ -92,7 +92,7 @@ impl GcpFactory {
             .map_err(|e| Error::component("gcp", format!("cannot build the HTTP client: {e}")))?;
         let tokens = TokenSource::new(key, auth::CLOUD_PLATFORM_SCOPE, http.clone());
         let client = ComputeClient::new(http, &settings.endpoint, tokens);
-        Ok(GcpProvider::new(client, project, settings, &ctx.spec))
+        Ok(GcpProvider::new(client, project, settings))
     }
 }
 

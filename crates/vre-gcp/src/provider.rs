@@ -7,11 +7,11 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use vre_core::plan::{key_pair_name, network_name, security_group_name};
-use vre_core::spec::{ClusterSpec, ImageSpec, Ipv4Cidr, NetworkSpec};
+use vre_core::spec::{ImageSpec, Ipv4Cidr, node_name};
 use vre_core::{
     Capabilities, CloudProvider, CloudResource, ClusterRef, Error, InstanceBatch, InstanceRequest, NetworkInfo,
-    NetworkRequest, ROLE_LABEL, ResourceKey, ResourceKind, ResourceStatus, Result, SecurityGroupRequest, VolumeRequest,
-    attr,
+    NetworkRequest, PreflightProblem, PreflightRequest, ROLE_LABEL, ResourceKey, ResourceKind, ResourceStatus, Result,
+    SecurityGroupRequest, SpecField, StepProgress, VolumeRequest, attr,
 };
 
 use crate::call::{self, ComputeCall, EXTERNAL_ACCESS_CONFIG, FirewallRule, Location};
@@ -40,9 +40,6 @@ pub struct GcpProvider {
     client: ComputeClient,
     loc: Location,
     settings: GcpSettings,
-    ssh_user: String,
-    /// The spec's network section: where the master's fixed address comes from.
-    network: NetworkSpec,
 }
 
 /// The parts of a partial resource URL (`projects/p/zones/z/instances/n`).
@@ -91,10 +88,7 @@ fn str_at<'v>(v: &'v Value, pointer: &str) -> Option<&'v str> {
 
 /// The reservation of the master's internal address.
 fn master_address_name(cluster: &str) -> String {
-    format!(
-        "{}-internal-ip",
-        vre_core::spec::node_name(cluster, vre_core::Role::Master, 1)
-    )
+    format!("{}-internal-ip", node_name(cluster, vre_core::Role::Master, 1))
 }
 
 fn subnet_name(cluster: &str) -> String {
@@ -135,27 +129,26 @@ async fn remove(client: &ComputeClient, c: &ComputeCall) -> Result<()> {
 }
 
 impl GcpProvider {
-    /// A provider for `spec` (its SSH user and network section) in `project`.
-    pub fn new(client: ComputeClient, project: String, settings: GcpSettings, spec: &ClusterSpec) -> Self {
+    /// A provider in `project`.
+    pub fn new(client: ComputeClient, project: String, settings: GcpSettings) -> Self {
         let loc = Location {
             project,
             region: settings.region.clone(),
             zone: settings.zone.clone(),
         };
-        GcpProvider {
-            client,
-            loc,
-            settings,
-            ssh_user: spec.ssh.user.clone(),
-            network: spec.network.clone(),
-        }
+        GcpProvider { client, loc, settings }
     }
 
     /// Reserves the master's fixed address in the subnetwork before any
     /// instance exists, so a node of another group booting at the same time
     /// cannot be given it.
-    async fn reserve_master_address(&self, cluster: &ClusterRef, info: &NetworkInfo) -> Result<()> {
-        let Some(ip) = self.network.master_address(&info.cidr) else {
+    async fn reserve_master_address(
+        &self,
+        cluster: &ClusterRef,
+        request: &NetworkRequest,
+        info: &NetworkInfo,
+    ) -> Result<()> {
+        let Some(ip) = request.master_address(&info.cidr) else {
             return Ok(());
         };
         let name = master_address_name(&cluster.name);
@@ -359,8 +352,8 @@ impl GcpProvider {
             match &img.status {
                 ResourceStatus::Ready => return Ok(img),
                 ResourceStatus::Failed { reason } => {
-                    return Err(Error::input(
-                        "image.source",
+                    return Err(Error::rejected(
+                        SpecField::ImageSource,
                         format!(
                             "importing image \"{name}\" failed ({reason}); check that the archive is a tar.gz holding disk.raw"
                         ),
@@ -496,7 +489,7 @@ impl GcpProvider {
             "tags": {"items": [tag]},
             "metadata": {"items": [
                 {"key": "user-data", "value": batch.user_data},
-                {"key": "ssh-keys", "value": format!("{}:{}", self.ssh_user, public_key.trim())},
+                {"key": "ssh-keys", "value": format!("{}:{}", batch.ssh_user, public_key.trim())},
             ]},
             "disks": [{
                 "boot": true,
@@ -634,20 +627,17 @@ impl CloudProvider for GcpProvider {
         Capabilities {
             multi_create: true,
             max_batch: MAX_BULK,
-            fixed_private_ip: true,
-            load_balancer: true,
-            shared_file_system: true,
             public_ip_at_create: true,
             custom_dns_servers: false,
         }
     }
 
-    async fn preflight(&self, cluster: &ClusterRef, spec: &ClusterSpec) -> Result<Vec<(String, String)>> {
+    async fn preflight(&self, cluster: &ClusterRef, request: &PreflightRequest) -> Result<Vec<PreflightProblem>> {
         let mut problems = Vec::new();
         let zone = self.client.get_opt(&call::zones_get(&self.loc)).await?;
         if zone.is_none() {
-            problems.push((
-                "gcp.zone".to_string(),
+            problems.push(PreflightProblem::new(
+                SpecField::setting(crate::settings::TABLE, "zone"),
                 format!(
                     "zone \"{}\" does not exist for project {}; pick one from `gcloud compute zones list`",
                     self.loc.zone, self.loc.project
@@ -658,8 +648,8 @@ impl CloudProvider for GcpProvider {
         if let Some(n) = &self.settings.network
             && self.client.get_opt(&call::networks_get(&self.loc, n)).await?.is_none()
         {
-            problems.push((
-                "gcp.network".to_string(),
+            problems.push(PreflightProblem::new(
+                SpecField::setting(crate::settings::TABLE, "network"),
                 format!("network \"{n}\" does not exist in project {}", self.loc.project),
             ));
         }
@@ -670,10 +660,10 @@ impl CloudProvider for GcpProvider {
             .filter_map(|v| str_at(v, "/name").map(str::to_string))
             .collect();
         let mut cpus_needed: i64 = 0;
-        for g in spec.nodes.iter().filter(|g| g.count > 0) {
+        for g in request.groups() {
             match self.client.get_opt(&call::machine_types_get(&self.loc, &g.flavor)).await? {
-                None => problems.push((
-                    format!("nodes.{}.flavor", g.role),
+                None => problems.push(PreflightProblem::new(
+                    SpecField::Flavor(g.role),
                     format!(
                         "machine type \"{}\" is not offered in zone {}; list them with `gcloud compute machine-types list --filter=zone:{}`",
                         g.flavor, self.loc.zone, self.loc.zone
@@ -681,17 +671,17 @@ impl CloudProvider for GcpProvider {
                 )),
                 Some(mt) => {
                     let cpus = mt.get("guestCpus").and_then(Value::as_i64).unwrap_or(0);
-                    let missing = (1..=g.count).filter(|i| !existing.contains(&spec.node_name(g.role, *i))).count();
+                    let missing = (1..=g.count).filter(|i| !existing.contains(&node_name(&cluster.name, g.role, *i))).count();
                     cpus_needed += cpus * missing as i64;
                 }
             }
         }
-        if self.find_image(&spec.image.name).await?.is_none() && spec.image.source.is_none() {
-            problems.push((
-                "image.name".to_string(),
+        if self.find_image(&request.image.name).await?.is_none() && request.image.source.is_none() {
+            problems.push(PreflightProblem::new(
+                SpecField::Image,
                 format!(
                     "no image or image family \"{}\" in project(s) {}; set gcp.image_project, or image.source to a tar.gz in Cloud Storage to import it",
-                    spec.image.name,
+                    request.image.name,
                     self.image_projects().join(", ")
                 ),
             ));
@@ -708,20 +698,25 @@ impl CloudProvider for GcpProvider {
                 let usage = q.get("usage").and_then(Value::as_f64).unwrap_or(0.0);
                 let free = (limit - usage).max(0.0);
                 if cpus_needed as f64 > free {
-                    problems.push((
-                            "nodes".to_string(),
-                            format!(
-                                "the new nodes need {cpus_needed} vCPUs but only {free} of the CPUS quota ({limit}) are free in {}; request more quota or choose smaller machine types",
-                                self.loc.region
-                            ),
-                        ));
+                    problems.push(PreflightProblem::new(
+                        SpecField::Nodes,
+                        format!(
+                            "the new nodes need {cpus_needed} vCPUs but only {free} of the CPUS quota ({limit}) are free in {}; request more quota or choose smaller machine types",
+                            self.loc.region
+                        ),
+                    ));
                 }
             }
         }
         Ok(problems)
     }
 
-    async fn ensure_image(&self, _cluster: &ClusterRef, image: &ImageSpec) -> Result<CloudResource> {
+    async fn ensure_image(
+        &self,
+        _cluster: &ClusterRef,
+        image: &ImageSpec,
+        _progress: &StepProgress,
+    ) -> Result<CloudResource> {
         if let Some(v) = self.find_image(&image.name).await? {
             let img = self.image_resource(&v)?;
             return match img.status {
@@ -730,8 +725,8 @@ impl CloudProvider for GcpProvider {
             };
         }
         let Some(source) = &image.source else {
-            return Err(Error::input(
-                "image.name",
+            return Err(Error::rejected(
+                SpecField::Image,
                 format!(
                     "no image or image family \"{}\" in project(s) {}; set image.source to import one",
                     image.name,
@@ -740,8 +735,8 @@ impl CloudProvider for GcpProvider {
             ));
         };
         let url = crate::image::storage_url(source).ok_or_else(|| {
-            Error::input(
-                "image.source",
+            Error::rejected(
+                SpecField::ImageSource,
                 format!("\"{source}\" is not a gs:// or https://storage.googleapis.com/ URL"),
             )
         })?;
@@ -753,7 +748,7 @@ impl CloudProvider for GcpProvider {
     async fn ensure_network(&self, cluster: &ClusterRef, request: &NetworkRequest) -> Result<NetworkInfo> {
         if let Some(name) = &self.settings.network {
             let info = self.existing_network(name).await?;
-            self.reserve_master_address(cluster, &info).await?;
+            self.reserve_master_address(cluster, request, &info).await?;
             return Ok(info);
         }
         let name = network_name(&cluster.name);
@@ -805,15 +800,15 @@ impl CloudProvider for GcpProvider {
         };
         let info = self.network_info(&name, &sub_name, &sub)?;
         if !is_auto && info.cidr != request.cidr {
-            return Err(Error::input(
-                "network.cidr",
+            return Err(Error::rejected(
+                SpecField::NetworkCidr,
                 format!(
                     "subnetwork {sub_name} already has range {}, the spec says {}; change it back or `vre destroy` first",
                     info.cidr, request.cidr
                 ),
             ));
         }
-        self.reserve_master_address(cluster, &info).await?;
+        self.reserve_master_address(cluster, request, &info).await?;
         Ok(info)
     }
 
@@ -917,6 +912,7 @@ impl CloudProvider for GcpProvider {
         cluster: &ClusterRef,
         instances: &[CloudResource],
         timeout: Duration,
+        progress: &StepProgress,
     ) -> Result<Vec<CloudResource>> {
         // one instances.list per round for the whole cluster
         let list = |asked: Vec<CloudResource>| async move {
@@ -941,7 +937,7 @@ impl CloudProvider for GcpProvider {
             instances,
             timeout,
             list,
-            |_, _| {},
+            |settled, total| progress.count("instances running or failed", settled as u64, total as u64),
             |pending| {
                 answer::still_running(
                     format!("instances {} to be RUNNING", names(pending)),
@@ -1302,12 +1298,10 @@ mod tests {
 
     fn provider() -> GcpProvider {
         let settings = GcpSettings::for_zone("europe-north1-a");
-        let spec = ClusterSpec::new("lab", "gcp");
         GcpProvider::new(
             crate::scripted::client_for("http://127.0.0.1:9/"),
             "vre-test-project".into(),
             settings,
-            &spec,
         )
     }
 
@@ -1350,8 +1344,10 @@ mod tests {
             key_pair: CloudResource::new(ResourceKind::KeyPair, "metadata/ssh-keys/lab-key", "lab-key")
                 .with_attr(PUBLIC_KEY_ATTR, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9v vre"),
             user_data: "#cloud-config\nruncmd: [kubeadm join]\n".into(),
+            ssh_user: "ubuntu".into(),
             instances,
             token: "lab-service-0123".into(),
+            progress: StepProgress::none(),
         }
     }
 
