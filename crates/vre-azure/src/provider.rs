@@ -25,7 +25,7 @@ use crate::call::{self, ArmCall, ImageRef, InboundRule, NicSpec, Scope, Tags, Vm
 use crate::client::{ArmClient, PollPolicy};
 use crate::error::AzureError;
 use crate::settings::AzureSettings;
-use vre_cloud_kit::{Observed, answer, names};
+use vre_cloud_kit::{Observed, WaitWording, wait_instances_reported};
 
 /// [`CloudResource::attrs`] key of the SSH public key a key-pair resource carries.
 pub const PUBLIC_KEY_ATTR: &str = "public_key";
@@ -834,22 +834,13 @@ impl CloudProvider for AzureProvider {
             }
             Ok(out)
         };
-        let group = &self.scope.resource_group;
-        vre_cloud_kit::wait_instances(
-            self.client.poll(),
-            instances,
-            timeout,
-            list,
-            |settled, total| progress.count("virtual machines provisioned or failed", settled as u64, total as u64),
-            |pending| {
-                answer::still_running(
-                    format!("virtual machines {} to be provisioned", names(pending)),
-                    timeout,
-                    format!("check them with `az vm show -g {group} -n NAME`"),
-                )
-            },
-        )
-        .await
+        let wording = WaitWording {
+            settled: "virtual machines provisioned or failed",
+            things: "virtual machines",
+            until: "to be provisioned",
+            hint: format!("check them with `az vm show -g {} -n NAME`", self.scope.resource_group),
+        };
+        wait_instances_reported(self.client.poll(), instances, timeout, list, progress, wording).await
     }
 
     async fn create_volume(&self, cluster: &ClusterRef, request: &VolumeRequest) -> Result<CloudResource> {

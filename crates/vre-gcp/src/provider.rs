@@ -19,7 +19,7 @@ use crate::client::{ComputeClient, PollPolicy};
 use crate::error::GcpError;
 use crate::ownership::{self, description, is_owned, key_from_label, label_filter, labels};
 use crate::settings::{GcpSettings, SubnetMode};
-use vre_cloud_kit::{Observed, answer, names};
+use vre_cloud_kit::{Observed, WaitWording, wait_instances_reported};
 
 /// The device name of a node's data disk; the guest sees it as `/dev/disk/by-id/google-vre-data`.
 pub const DATA_DEVICE: &str = "vre-data";
@@ -931,22 +931,16 @@ impl CloudProvider for GcpProvider {
                 })
                 .collect())
         };
-        let zone = &self.loc.zone;
-        vre_cloud_kit::wait_instances(
-            self.client.poll(),
-            instances,
-            timeout,
-            list,
-            |settled, total| progress.count("instances running or failed", settled as u64, total as u64),
-            |pending| {
-                answer::still_running(
-                    format!("instances {} to be RUNNING", names(pending)),
-                    timeout,
-                    format!("check them with `gcloud compute instances describe --zone {zone}`"),
-                )
-            },
-        )
-        .await
+        let wording = WaitWording {
+            settled: "instances running or failed",
+            things: "instances",
+            until: "to be RUNNING",
+            hint: format!(
+                "check them with `gcloud compute instances describe --zone {}`",
+                self.loc.zone
+            ),
+        };
+        wait_instances_reported(self.client.poll(), instances, timeout, list, progress, wording).await
     }
 
     async fn create_volume(&self, cluster: &ClusterRef, request: &VolumeRequest) -> Result<CloudResource> {
