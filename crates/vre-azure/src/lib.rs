@@ -14,12 +14,19 @@
 //! * Every request is a [`call::ArmCall`], checked by the unit tests against
 //!   the ARM OpenAPI specifications.
 
+mod addresses;
 pub mod auth;
 pub mod call;
 pub mod client;
 pub mod error;
+mod image;
+mod instances;
+mod inventory;
+mod network;
+mod preflight;
 pub mod provider;
 pub mod settings;
+mod volumes;
 
 /// The OpenAPI checker, shared with the integration tests.
 #[cfg(test)]
