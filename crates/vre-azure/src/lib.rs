@@ -14,12 +14,19 @@
 //! * Every request is a [`call::ArmCall`], checked by the unit tests against
 //!   the ARM OpenAPI specifications.
 
+mod addresses;
 pub mod auth;
 pub mod call;
 pub mod client;
 pub mod error;
+mod image;
+mod instances;
+mod inventory;
+mod network;
+mod preflight;
 pub mod provider;
 pub mod settings;
+mod volumes;
 
 /// The OpenAPI checker, shared with the integration tests.
 #[cfg(test)]
@@ -92,7 +99,7 @@ impl AzureFactory {
             .map_err(|e| Error::component("azure", format!("cannot build the HTTP client: {e}")))?;
         let tokens = TokenSource::new(credentials, &settings.authority, auth::ARM_SCOPE, http.clone());
         let client = ArmClient::new(http, &settings.endpoint, tokens).map_err(|m| Error::input("azure.endpoint", m))?;
-        Ok(AzureProvider::new(client, subscription, settings, &ctx.spec))
+        Ok(AzureProvider::new(client, subscription, settings, &ctx.spec.name))
     }
 }
 

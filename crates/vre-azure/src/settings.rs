@@ -1,7 +1,7 @@
 //! The `[azure]` table of vre.toml.
 
 use serde::{Deserialize, Serialize};
-use vre_core::spec::{ClusterSpec, Diagnostics, Span, TableReader};
+use vre_core::spec::{ClusterSpec, Diagnostics, ImageSpec, Span, TableReader};
 
 use crate::call::ImageRef;
 
@@ -70,8 +70,8 @@ impl AzureSettings {
     }
 
     /// The image nodes boot from: the table's, else `image.name` read as a URN or id.
-    pub fn image_for(&self, spec: &ClusterSpec) -> Option<ImageRef> {
-        self.image.clone().or_else(|| ImageRef::parse(&spec.image.name))
+    pub fn image_for(&self, image: &ImageSpec) -> Option<ImageRef> {
+        self.image.clone().or_else(|| ImageRef::parse(&image.name))
     }
 
     /// Reads `spec.provider_table`, reporting every problem into `diags`; `None` when there was one.

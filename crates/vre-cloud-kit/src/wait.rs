@@ -6,8 +6,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use vre_core::{CloudResource, Error, ResourceStatus, Result};
+use vre_core::{CloudResource, Error, ResourceStatus, Result, StepProgress};
 
+use crate::answer::still_running;
 use crate::poll::PollPolicy;
 
 /// What one listing round saw of one awaited instance.
@@ -109,6 +110,51 @@ where
         }
     }
     Ok(latest)
+}
+
+/// How a provider words its instance wait.
+#[derive(Clone, Debug)]
+pub struct WaitWording<'a> {
+    /// The count in the step's progress (`instances running or failed`).
+    pub settled: &'a str,
+    /// What the instances are called on this cloud (`virtual machines`).
+    pub things: &'a str,
+    /// The state a timed-out instance did not reach (`to be RUNNING`).
+    pub until: &'a str,
+    /// Where the user can look at the ones still waiting.
+    pub hint: String,
+}
+
+/// [`wait_instances`] reporting the count of settled instances through
+/// `progress`, and on timeout naming the instances still waiting in the
+/// cloud's own `wording`.
+pub async fn wait_instances_reported<L, Fut>(
+    policy: &PollPolicy,
+    instances: &[CloudResource],
+    timeout: Duration,
+    list: L,
+    progress: &StepProgress,
+    wording: WaitWording<'_>,
+) -> Result<Vec<CloudResource>>
+where
+    L: FnMut(Vec<CloudResource>) -> Fut,
+    Fut: Future<Output = Result<Vec<Observed>>>,
+{
+    let WaitWording {
+        settled,
+        things,
+        until,
+        hint,
+    } = wording;
+    wait_instances(
+        policy,
+        instances,
+        timeout,
+        list,
+        |done, total| progress.count(settled, done as u64, total as u64),
+        |pending| still_running(format!("{things} {} {until}", names(pending)), timeout, hint),
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -12,14 +12,20 @@
 //! * Every request is a [`call::ComputeCall`], checked by the unit tests
 //!   against Google's discovery document.
 
+mod addresses;
 pub mod auth;
 pub mod call;
 pub mod client;
 pub mod error;
 pub mod image;
+mod instances;
+mod inventory;
+mod network;
 pub mod ownership;
+mod preflight;
 pub mod provider;
 pub mod settings;
+mod volumes;
 
 /// The discovery-document checker, shared with the integration tests.
 #[cfg(test)]
@@ -92,7 +98,7 @@ impl GcpFactory {
             .map_err(|e| Error::component("gcp", format!("cannot build the HTTP client: {e}")))?;
         let tokens = TokenSource::new(key, auth::CLOUD_PLATFORM_SCOPE, http.clone());
         let client = ComputeClient::new(http, &settings.endpoint, tokens);
-        Ok(GcpProvider::new(client, project, settings, &ctx.spec))
+        Ok(GcpProvider::new(client, project, settings))
     }
 }
 

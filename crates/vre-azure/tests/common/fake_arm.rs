@@ -26,6 +26,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use super::openapi::ArmSpecs;
+use vre_testkit::fake_api::{ApiFront, json_body, query_pairs, serve_fake};
 
 pub const SUBSCRIPTION: &str = "00000000-1111-4222-8333-444444444444";
 pub const TENANT: &str = "11111111-2222-4333-8444-555555555555";
@@ -75,27 +76,19 @@ struct Operation {
     done: bool,
 }
 
-struct Throttle {
-    method: String,
-    path_contains: String,
-}
-
 #[derive(Default)]
 struct State {
     /// Lower-cased ARM id -> resource.
     resources: BTreeMap<String, Value>,
     operations: BTreeMap<String, Operation>,
-    tokens: Vec<String>,
     next: u64,
-    throttles: Vec<Throttle>,
     failing_vms: Vec<String>,
-    log: Vec<(String, String)>,
 }
 
 pub struct FakeArm {
     state: Mutex<State>,
     specs: ArmSpecs,
-    problems: Mutex<Vec<String>>,
+    front: ApiFront,
     pub base: String,
 }
 
@@ -131,30 +124,18 @@ fn last(id: &str) -> &str {
 
 impl FakeArm {
     pub async fn start() -> Arc<FakeArm> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1");
-        let addr = listener.local_addr().expect("addr");
-        let fake = Arc::new(FakeArm {
+        let make = |base| FakeArm {
             state: Mutex::new(State::default()),
             specs: ArmSpecs::load(),
-            problems: Mutex::new(Vec::new()),
-            base: format!("http://{addr}/"),
-        });
-        let f = fake.clone();
-        let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let f = f.clone();
-            async move { f.handle(method, uri, headers, body) }
-        });
-        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-        fake
+            front: ApiFront::default(),
+            base,
+        };
+        serve_fake(make, FakeArm::handle).await
     }
 
+    /// The next `method` request whose path contains `path_contains` gets 429.
     pub fn throttle_once(&self, method: &str, path_contains: &str) {
-        self.state.lock().unwrap().throttles.push(Throttle {
-            method: method.into(),
-            path_contains: path_contains.into(),
-        });
+        self.front.throttle_once(method, path_contains);
     }
 
     /// The next creation of VM `name` fails in its operation (AllocationFailed).
@@ -163,33 +144,22 @@ impl FakeArm {
     }
 
     pub fn faults_left(&self) -> usize {
-        let s = self.state.lock().unwrap();
-        s.throttles.len() + s.failing_vms.len()
+        self.front.throttles_left() + self.state.lock().unwrap().failing_vms.len()
     }
 
+    /// What the API specifications refused.
     pub fn problems(&self) -> Vec<String> {
-        self.problems.lock().unwrap().clone()
+        self.front.problems()
     }
 
+    /// All requests so far, `METHOD path`.
     pub fn log(&self) -> Vec<String> {
-        self.state
-            .lock()
-            .unwrap()
-            .log
-            .iter()
-            .map(|(m, p)| format!("{m} {p}"))
-            .collect()
+        self.front.log()
     }
 
     /// Requests with `method` whose path contains `fragment`.
     pub fn count(&self, method: &str, fragment: &str) -> usize {
-        self.state
-            .lock()
-            .unwrap()
-            .log
-            .iter()
-            .filter(|(m, p)| m == method && p.contains(fragment))
-            .count()
+        self.front.count(method, |p| p.contains(fragment))
     }
 
     /// Resources of a type (`Microsoft.Compute/virtualMachines`), by name.
@@ -216,16 +186,11 @@ impl FakeArm {
 
     fn handle(&self, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
         let path = uri.path().to_string();
-        self.state.lock().unwrap().log.push((method.to_string(), path.clone()));
+        self.front.record(&method, &path);
         if method == Method::POST && path == format!("/{TENANT}/oauth2/v2.0/token") {
             return self.token(&headers, &body);
         }
-        let token = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !self.state.lock().unwrap().tokens.iter().any(|t| t == token) {
+        if !self.front.authorized(&headers) {
             return arm_error(401, "InvalidAuthenticationToken", "The access token is invalid.");
         }
         let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -251,45 +216,31 @@ impl FakeArm {
             }
             _ => {}
         }
-        let query: Vec<(String, String)> = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
-        let body: Option<Value> = if body.is_empty() {
-            None
-        } else {
-            match serde_json::from_slice(&body) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    return arm_error(
-                        400,
-                        "InvalidRequestContent",
-                        &format!("The request content was invalid: {e}"),
-                    );
-                }
+        let query = query_pairs(&uri);
+        let body = match json_body(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return arm_error(
+                    400,
+                    "InvalidRequestContent",
+                    &format!("The request content was invalid: {e}"),
+                );
             }
         };
         let problems = self.specs.check_request(method.as_str(), &path, &query, body.as_ref());
         if !problems.is_empty() {
-            self.problems.lock().unwrap().extend(problems.iter().cloned());
+            self.front.refuse(&problems);
             return arm_error(400, "InvalidRequestContent", &problems.join("; "));
         }
-        {
-            let mut s = self.state.lock().unwrap();
-            if let Some(i) = s
-                .throttles
-                .iter()
-                .position(|t| t.method == method.as_str() && path.contains(&t.path_contains))
-            {
-                s.throttles.remove(i);
-                let r = arm_error(
-                    429,
-                    "SubscriptionRequestsThrottled",
-                    &format!(
-                        "Number of requests for subscription '{SUBSCRIPTION}' exceeded the limit. Please try again after '1' seconds."
-                    ),
-                );
-                return with_header(r, "retry-after", "1");
-            }
+        if self.front.take_throttle(&method, &path) {
+            let r = arm_error(
+                429,
+                "SubscriptionRequestsThrottled",
+                &format!(
+                    "Number of requests for subscription '{SUBSCRIPTION}' exceeded the limit. Please try again after '1' seconds."
+                ),
+            );
+            return with_header(r, "retry-after", "1");
         }
         let version = query
             .iter()
@@ -351,9 +302,7 @@ impl FakeArm {
         if form.get("client_secret").map(String::as_str) != Some(CLIENT_SECRET) {
             return oauth(401, "invalid_client", "AADSTS7000215: Invalid client secret provided.");
         }
-        let mut s = self.state.lock().unwrap();
-        let t = format!("eyJ0eXAiOiJKV1QifQ.fake-{}", s.tokens.len() + 1);
-        s.tokens.push(t.clone());
+        let t = self.front.issue_token("eyJ0eXAiOiJKV1QifQ.fake-");
         answer(
             200,
             json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": t}),

@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
+use vre_testkit::path_template::match_template;
 
 /// The folder of the specifications, relative to this crate.
 pub fn specs_dir() -> PathBuf {
@@ -148,36 +149,22 @@ impl ArmSpecs {
                     continue;
                 };
                 let tsegs: Vec<&str> = t.trim_start_matches('/').split('/').collect();
-                if tsegs.len() != segs.len() {
+                let Some(found) = match_template(&tsegs, &segs, |t, s| t.eq_ignore_ascii_case(s)) else {
+                    continue;
+                };
+                if found.values.iter().any(|(_, v)| v.is_empty()) {
                     continue;
                 }
-                let mut literal = 0;
-                let mut values = Vec::new();
-                let mut ok = true;
-                for (ts, s) in tsegs.iter().zip(&segs) {
-                    if let Some(name) = ts.strip_prefix('{').and_then(|x| x.strip_suffix('}')) {
-                        if s.is_empty() {
-                            ok = false;
-                            break;
-                        }
-                        values.push((name.to_string(), s.to_string()));
-                    } else if ts.eq_ignore_ascii_case(s) {
-                        literal += 1;
-                    } else {
-                        ok = false;
-                        break;
-                    }
-                }
-                if ok && best.as_ref().is_none_or(|(l, _, _)| literal > *l) {
+                if best.as_ref().is_none_or(|(l, _, _)| found.literal > *l) {
                     best = Some((
-                        literal,
+                        found.literal,
                         Operation {
                             file,
                             template: t,
                             op,
                             path_item: item,
                         },
-                        values,
+                        found.values,
                     ));
                 }
             }

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 
 use regex::Regex;
 use serde_json::{Map, Value};
+use vre_testkit::path_template::match_template;
 
 /// Where the document lives, relative to this crate.
 pub fn document_path() -> PathBuf {
@@ -133,24 +134,16 @@ impl Discovery {
         let mut best: Option<Candidate<'_>> = None;
         for m in self.methods.values().filter(|m| m.verb == verb) {
             let tsegs: Vec<&str> = m.path.split('/').collect();
-            if tsegs.len() != segs.len() {
+            let Some(found) = match_template(&tsegs, &segs, |t, s| t == s) else {
                 continue;
-            }
-            let mut literal = 0;
-            let mut values = Vec::new();
-            let mut ok = true;
-            for (t, s) in tsegs.iter().zip(&segs) {
-                if let Some(name) = t.strip_prefix('{').and_then(|x| x.strip_suffix('}')) {
-                    values.push((name.trim_start_matches('+').to_string(), percent_decode(s)));
-                } else if t == s {
-                    literal += 1;
-                } else {
-                    ok = false;
-                    break;
-                }
-            }
-            if ok && best.as_ref().is_none_or(|(l, _, _)| literal > *l) {
-                best = Some((literal, m, values));
+            };
+            if best.as_ref().is_none_or(|(l, _, _)| found.literal > *l) {
+                let values = found
+                    .values
+                    .into_iter()
+                    .map(|(n, v)| (n.trim_start_matches('+').to_string(), percent_decode(&v)))
+                    .collect();
+                best = Some((found.literal, m, values));
             }
         }
         best.map(|(_, m, v)| (m, v))

@@ -25,6 +25,7 @@ use ring::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
 use serde_json::{Value, json};
 
 use super::discovery::Discovery;
+use vre_testkit::fake_api::{ApiFront, json_body, query_pairs, serve_fake};
 
 pub const PROJECT: &str = "vre-test-project";
 pub const ZONE: &str = "europe-north1-a";
@@ -50,11 +51,6 @@ struct Operation {
     running_waits: u32,
 }
 
-struct Throttle {
-    method: String,
-    path_contains: String,
-}
-
 struct FailedBulk {
     name_contains: String,
     code: String,
@@ -65,13 +61,9 @@ struct FailedBulk {
 struct State {
     items: Collections,
     operations: BTreeMap<String, Operation>,
-    tokens: Vec<String>,
     next_id: u64,
     next_ip: u32,
-    throttles: Vec<Throttle>,
     failed_bulks: Vec<FailedBulk>,
-    /// `(method, path)` of every request.
-    log: Vec<(String, String)>,
 }
 
 pub struct FakeCompute {
@@ -79,7 +71,7 @@ pub struct FakeCompute {
     discovery: Discovery,
     /// DER RSAPublicKey the token endpoint verifies assertions with.
     public_key: Mutex<Option<Vec<u8>>>,
-    problems: Mutex<Vec<String>>,
+    front: ApiFront,
     pub base: String,
 }
 
@@ -103,27 +95,18 @@ fn last(url: &str) -> &str {
 impl FakeCompute {
     /// Starts the server on an ephemeral port.
     pub async fn start() -> Arc<FakeCompute> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1");
-        let addr = listener.local_addr().expect("addr");
-        let fake = Arc::new(FakeCompute {
+        let make = |base| FakeCompute {
             state: Mutex::new(State {
                 next_id: 1_000_000,
                 ..State::default()
             }),
             discovery: Discovery::load(),
             public_key: Mutex::new(None),
-            problems: Mutex::new(Vec::new()),
-            base: format!("http://{addr}/"),
-        });
+            front: ApiFront::default(),
+            base,
+        };
+        let fake = serve_fake(make, FakeCompute::handle).await;
         fake.seed();
-        let f = fake.clone();
-        let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let f = f.clone();
-            async move { f.handle(method, uri, headers, body) }
-        });
-        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
         fake
     }
 
@@ -134,10 +117,7 @@ impl FakeCompute {
 
     /// The next `method` request whose path contains `path_contains` gets 429.
     pub fn throttle_once(&self, method: &str, path_contains: &str) {
-        self.state.lock().unwrap().throttles.push(Throttle {
-            method: method.into(),
-            path_contains: path_contains.into(),
-        });
+        self.front.throttle_once(method, path_contains);
     }
 
     /// The next bulkInsert of an instance whose name contains `name_contains` fails in its operation.
@@ -151,33 +131,22 @@ impl FakeCompute {
 
     /// Injected faults not yet served.
     pub fn faults_left(&self) -> usize {
-        let s = self.state.lock().unwrap();
-        s.throttles.len() + s.failed_bulks.len()
+        self.front.throttles_left() + self.state.lock().unwrap().failed_bulks.len()
     }
 
+    /// What the discovery document refused.
     pub fn problems(&self) -> Vec<String> {
-        self.problems.lock().unwrap().clone()
+        self.front.problems()
     }
 
+    /// Requests with `method` whose path ends with `path_suffix`.
     pub fn requests(&self, method: &str, path_suffix: &str) -> usize {
-        self.state
-            .lock()
-            .unwrap()
-            .log
-            .iter()
-            .filter(|(m, p)| m == method && p.ends_with(path_suffix))
-            .count()
+        self.front.count(method, |p| p.ends_with(path_suffix))
     }
 
     /// All requests so far, `METHOD path`.
     pub fn log(&self) -> Vec<String> {
-        self.state
-            .lock()
-            .unwrap()
-            .log
-            .iter()
-            .map(|(m, p)| format!("{m} {p}"))
-            .collect()
+        self.front.log()
     }
 
     /// The resources of a collection (`zones/europe-north1-a/instances`, `global/networks`, ...).
@@ -208,51 +177,34 @@ impl FakeCompute {
 
     fn handle(&self, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
         let path = uri.path().to_string();
-        self.state.lock().unwrap().log.push((method.to_string(), path.clone()));
+        self.front.record(&method, &path);
         if method == Method::POST && path == "/token" {
             return self.token(&headers, &body);
         }
         let Some(rel) = path.strip_prefix("/compute/v1/") else {
             return google_error(404, "notFound", &format!("no API at {path}"));
         };
-        // authorization
-        let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
-        let token = auth.strip_prefix("Bearer ").unwrap_or("");
-        if !self.state.lock().unwrap().tokens.iter().any(|t| t == token) {
+        if !self.front.authorized(&headers) {
             return google_error(401, "authError", "Request had invalid authentication credentials.");
         }
         // the document's verdict
-        let query: Vec<(String, String)> = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
-        let body: Option<Value> = if body.is_empty() {
-            None
-        } else {
-            match serde_json::from_slice(&body) {
-                Ok(v) => Some(v),
-                Err(e) => return google_error(400, "parseError", &format!("body is not JSON: {e}")),
-            }
+        let query = query_pairs(&uri);
+        let body = match json_body(&body) {
+            Ok(b) => b,
+            Err(e) => return google_error(400, "parseError", &format!("body is not JSON: {e}")),
         };
         let problems = self
             .discovery
             .check_request(method.as_str(), &path, &query, body.as_ref());
         if !problems.is_empty() {
-            self.problems.lock().unwrap().extend(problems.iter().cloned());
+            self.front.refuse(&problems);
             return google_error(400, "invalid", &problems.join("; "));
         }
         // injected throttling
-        {
-            let mut s = self.state.lock().unwrap();
-            if let Some(i) = s
-                .throttles
-                .iter()
-                .position(|t| t.method == method.as_str() && path.contains(&t.path_contains))
-            {
-                s.throttles.remove(i);
-                let mut r = google_error(429, "rateLimitExceeded", "Rate Limit Exceeded");
-                r.headers_mut().insert("retry-after", "1".parse().expect("header"));
-                return r;
-            }
+        if self.front.take_throttle(&method, &path) {
+            let mut r = google_error(429, "rateLimitExceeded", "Rate Limit Exceeded");
+            r.headers_mut().insert("retry-after", "1".parse().expect("header"));
+            return r;
         }
         let q = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let segs: Vec<&str> = rel.split('/').collect();
@@ -300,9 +252,7 @@ impl FakeCompute {
         if claims["aud"] != format!("{}token", self.base) || claims["scope"].as_str().is_none() {
             return oauth_error("invalid_grant", "Invalid JWT: aud or scope");
         }
-        let mut s = self.state.lock().unwrap();
-        let token = format!("ya29.fake-{}", s.tokens.len() + 1);
-        s.tokens.push(token.clone());
+        let token = self.front.issue_token("ya29.fake-");
         ok(json!({"access_token": token, "expires_in": 3599, "token_type": "Bearer"}))
     }
 
