@@ -1,7 +1,7 @@
 //! The image nodes boot from: a Marketplace URN or an image id, referenced, never copied.
 
 use vre_core::spec::ImageSpec;
-use vre_core::{CloudResource, ClusterRef, Error, ResourceKind, Result, SpecField, StepProgress};
+use vre_core::{CloudResource, Error, ResourceKind, Result, SpecField};
 
 use crate::call::ImageRef;
 use crate::provider::AzureProvider;
@@ -13,12 +13,7 @@ impl AzureProvider {
     }
 
     /// The image as a reference; nothing is imported (`CloudProvider::ensure_image`).
-    pub(crate) async fn referenced_image(
-        &self,
-        _cluster: &ClusterRef,
-        image: &ImageSpec,
-        _progress: &StepProgress,
-    ) -> Result<CloudResource> {
+    pub(crate) async fn referenced_image(&self, image: &ImageSpec) -> Result<CloudResource> {
         if image.source.is_some() {
             return Err(Error::rejected(
                 SpecField::ImageSource,

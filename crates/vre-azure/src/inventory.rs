@@ -121,7 +121,7 @@ impl AzureProvider {
     }
 
     /// Deletes one resource (the group deletes everything); one already gone is fine (`CloudProvider::delete`).
-    pub(crate) async fn delete_resource(&self, _cluster: &ClusterRef, resource: &CloudResource) -> Result<()> {
+    pub(crate) async fn delete_resource(&self, resource: &CloudResource) -> Result<()> {
         let s = &self.scope;
         if resource.kind == ResourceKind::ResourceGroup {
             remove(&self.client, &call::resource_groups_delete(s)).await?;

@@ -205,11 +205,11 @@ impl CloudProvider for AzureProvider {
 
     async fn ensure_image(
         &self,
-        cluster: &ClusterRef,
+        _cluster: &ClusterRef,
         image: &ImageSpec,
-        progress: &StepProgress,
+        _progress: &StepProgress,
     ) -> Result<CloudResource> {
-        self.referenced_image(cluster, image, progress).await
+        self.referenced_image(image).await
     }
 
     async fn ensure_network(&self, cluster: &ClusterRef, request: &NetworkRequest) -> Result<NetworkInfo> {
@@ -249,12 +249,12 @@ impl CloudProvider for AzureProvider {
 
     async fn attach_volume(
         &self,
-        cluster: &ClusterRef,
+        _cluster: &ClusterRef,
         key: &ResourceKey,
         volume: &CloudResource,
         instance: &CloudResource,
     ) -> Result<CloudResource> {
-        self.attach_disk(cluster, key, volume, instance).await
+        self.attach_disk(key, volume, instance).await
     }
 
     async fn allocate_public_ip(&self, cluster: &ClusterRef, key: &ResourceKey, name: &str) -> Result<CloudResource> {
@@ -274,8 +274,8 @@ impl CloudProvider for AzureProvider {
         self.owned(cluster).await
     }
 
-    async fn delete(&self, cluster: &ClusterRef, resource: &CloudResource) -> Result<()> {
-        self.delete_resource(cluster, resource).await
+    async fn delete(&self, _cluster: &ClusterRef, resource: &CloudResource) -> Result<()> {
+        self.delete_resource(resource).await
     }
 
     fn destroy_rank(&self, kind: &ResourceKind) -> u32 {

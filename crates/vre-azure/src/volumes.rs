@@ -55,7 +55,6 @@ impl AzureProvider {
     /// Attaches a data disk at LUN 0 (`CloudProvider::attach_volume`).
     pub(crate) async fn attach_disk(
         &self,
-        _cluster: &ClusterRef,
         key: &ResourceKey,
         volume: &CloudResource,
         instance: &CloudResource,

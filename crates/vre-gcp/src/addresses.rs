@@ -64,12 +64,7 @@ impl GcpProvider {
     }
 
     /// Puts a reserved address on an instance's access config (`CloudProvider::associate_public_ip`).
-    pub(crate) async fn attach_address(
-        &self,
-        _cluster: &ClusterRef,
-        ip: &CloudResource,
-        instance: &CloudResource,
-    ) -> Result<CloudResource> {
+    pub(crate) async fn attach_address(&self, ip: &CloudResource, instance: &CloudResource) -> Result<CloudResource> {
         let address = ip
             .attr(attr::ADDRESS)
             .ok_or_else(|| {

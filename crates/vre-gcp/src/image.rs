@@ -23,7 +23,7 @@ pub fn storage_url(source: &str) -> Option<String> {
 use serde_json::Value;
 use tokio::time::Instant;
 use vre_core::spec::ImageSpec;
-use vre_core::{CloudResource, ClusterRef, Error, ResourceKind, ResourceStatus, Result, SpecField, StepProgress};
+use vre_core::{CloudResource, Error, ResourceKind, ResourceStatus, Result, SpecField};
 
 use crate::call;
 use crate::provider::{GcpProvider, create, parse_path, str_at};
@@ -110,12 +110,7 @@ impl GcpProvider {
     }
 
     /// Finds the image or family, importing it from Cloud Storage when missing (`CloudProvider::ensure_image`).
-    pub(crate) async fn image(
-        &self,
-        _cluster: &ClusterRef,
-        image: &ImageSpec,
-        _progress: &StepProgress,
-    ) -> Result<CloudResource> {
+    pub(crate) async fn image(&self, image: &ImageSpec) -> Result<CloudResource> {
         if let Some(v) = self.find_image(&image.name).await? {
             let img = self.image_resource(&v)?;
             return match img.status {

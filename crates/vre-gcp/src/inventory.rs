@@ -109,7 +109,7 @@ impl GcpProvider {
     }
 
     /// Deletes one resource; one already gone is fine (`CloudProvider::delete`).
-    pub(crate) async fn delete_resource(&self, _cluster: &ClusterRef, resource: &CloudResource) -> Result<()> {
+    pub(crate) async fn delete_resource(&self, resource: &CloudResource) -> Result<()> {
         let l = &self.loc;
         let path = || {
             parse_path(&resource.id).ok_or_else(|| {

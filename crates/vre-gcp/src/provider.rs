@@ -175,11 +175,11 @@ impl CloudProvider for GcpProvider {
 
     async fn ensure_image(
         &self,
-        cluster: &ClusterRef,
+        _cluster: &ClusterRef,
         image: &ImageSpec,
-        progress: &StepProgress,
+        _progress: &StepProgress,
     ) -> Result<CloudResource> {
-        self.image(cluster, image, progress).await
+        self.image(image).await
     }
 
     async fn ensure_network(&self, cluster: &ClusterRef, request: &NetworkRequest) -> Result<NetworkInfo> {
@@ -219,12 +219,12 @@ impl CloudProvider for GcpProvider {
 
     async fn attach_volume(
         &self,
-        cluster: &ClusterRef,
+        _cluster: &ClusterRef,
         key: &ResourceKey,
         volume: &CloudResource,
         instance: &CloudResource,
     ) -> Result<CloudResource> {
-        self.attach_disk(cluster, key, volume, instance).await
+        self.attach_disk(key, volume, instance).await
     }
 
     async fn allocate_public_ip(&self, cluster: &ClusterRef, key: &ResourceKey, name: &str) -> Result<CloudResource> {
@@ -233,19 +233,19 @@ impl CloudProvider for GcpProvider {
 
     async fn associate_public_ip(
         &self,
-        cluster: &ClusterRef,
+        _cluster: &ClusterRef,
         ip: &CloudResource,
         instance: &CloudResource,
     ) -> Result<CloudResource> {
-        self.attach_address(cluster, ip, instance).await
+        self.attach_address(ip, instance).await
     }
 
     async fn inventory(&self, cluster: &ClusterRef) -> Result<Vec<CloudResource>> {
         self.owned(cluster).await
     }
 
-    async fn delete(&self, cluster: &ClusterRef, resource: &CloudResource) -> Result<()> {
-        self.delete_resource(cluster, resource).await
+    async fn delete(&self, _cluster: &ClusterRef, resource: &CloudResource) -> Result<()> {
+        self.delete_resource(resource).await
     }
 
     fn destroy_rank(&self, kind: &ResourceKind) -> u32 {

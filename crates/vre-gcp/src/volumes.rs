@@ -71,7 +71,6 @@ impl GcpProvider {
     /// Attaches a data disk as device `vre-data` (`CloudProvider::attach_volume`).
     pub(crate) async fn attach_disk(
         &self,
-        _cluster: &ClusterRef,
         key: &ResourceKey,
         volume: &CloudResource,
         instance: &CloudResource,
