@@ -1,4 +1,4 @@
-//! Nodes: one `RunInstances` per role group (`MinCount = MaxCount`, a
+//! Nodes: one `RunInstances` per role group (per `max_batch` chunk; `MinCount = MaxCount`, a
 //! deterministic `ClientToken`), each instance then named with `CreateTags`
 //! (one call tags a whole reservation alike); waiting polls
 //! `DescribeInstances` by id in batches with backoff.
@@ -379,7 +379,16 @@ impl AwsProvider {
                 ),
             }
         };
-        let settled = vre_cloud_kit::wait_instances(&self.wait, instances, timeout, list, progress, timed_out).await?;
+        let settled = vre_cloud_kit::wait_instances(
+            &self.wait,
+            vre_cloud_kit::Rounds::Waiting,
+            instances,
+            timeout,
+            list,
+            progress,
+            timed_out,
+        )
+        .await?;
         Ok(settled
             .into_iter()
             .zip(instances)

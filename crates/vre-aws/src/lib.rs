@@ -4,7 +4,7 @@
 //!
 //! A VRE on AWS is a VPC (or a reused subnet / VPC) with one subnet, an
 //! internet gateway and a route table; a security group; an imported key
-//! pair; one `RunInstances` call per node group; Elastic IPs for the edge
+//! pair; one `RunInstances` call per node group (per `max_batch` chunk); Elastic IPs for the edge
 //! nodes and the master; EBS volumes for storage nodes. Everything carries
 //! the tag `vre:cluster = <name>`, which is how `inventory` and `destroy`
 //! find it again without the state file.

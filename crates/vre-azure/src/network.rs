@@ -1,6 +1,8 @@
 //! The virtual network and its subnet, the network security group, and the
 //! master's NIC reserved with its fixed address.
 
+use std::net::Ipv4Addr;
+
 use serde_json::Value;
 use vre_core::plan::{network_name, security_group_name};
 use vre_core::spec::{Ipv4Cidr, node_name};
@@ -25,9 +27,10 @@ impl AzureProvider {
         &self,
         cluster: &ClusterRef,
         network: &NetworkInfo,
+        master_ip: Option<Ipv4Addr>,
         security_group: &str,
     ) -> Result<()> {
-        let Some(ip) = *self.master_address.lock().await else {
+        let Some(ip) = master_ip else {
             return Ok(());
         };
         let master = node_name(&cluster.name, Role::Master, 1);
@@ -62,7 +65,6 @@ impl AzureProvider {
     /// The virtual network and its subnet (`CloudProvider::ensure_network`).
     pub(crate) async fn virtual_network(&self, cluster: &ClusterRef, request: &NetworkRequest) -> Result<NetworkInfo> {
         self.ensure_group(cluster).await?;
-        *self.master_address.lock().await = request.master_address(&request.cidr);
         let name = network_name(&cluster.name);
         let subnet = subnet_name(&cluster.name);
         let cidr = request.cidr.to_string();
@@ -160,7 +162,8 @@ impl AzureProvider {
             _ => self.client.execute(&put).await?,
         };
         let id = str_at(&nsg, "/id").map_or_else(|| self.scope.id(types::SECURITY_GROUP, &name), str::to_string);
-        self.reserve_master_address(cluster, network, &id).await?;
+        self.reserve_master_address(cluster, network, request.master_ip, &id)
+            .await?;
         Ok(CloudResource::new(ResourceKind::SecurityGroup, id, name))
     }
 }

@@ -5,7 +5,6 @@
 //! check that the group is gone.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -38,9 +37,6 @@ pub struct AzureProvider {
     pub(crate) client: ArmClient,
     pub(crate) scope: Scope,
     pub(crate) settings: AzureSettings,
-    /// The master's fixed address as the last network request set it; its
-    /// NIC is made once the security group exists.
-    pub(crate) master_address: Mutex<Option<Ipv4Addr>>,
     /// Whether the resource group is known to exist (made once, lazily).
     pub(crate) group_ready: Mutex<bool>,
     /// Set once this provider deleted the group: everything in it is gone too.
@@ -100,7 +96,6 @@ impl AzureProvider {
             client,
             scope,
             settings,
-            master_address: Mutex::new(None),
             group_ready: Mutex::new(false),
             group_deleted: Mutex::new(false),
         }

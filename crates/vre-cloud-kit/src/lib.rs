@@ -42,4 +42,4 @@ pub use call::{RestCall, encode_segment, fill_template};
 pub use poll::PollPolicy;
 pub use send::{RawAnswer, send_with_bearer};
 pub use token::{AccessToken, TOKEN_REQUEST, TokenCache, TokenError, TokenRefused, request_token};
-pub use wait::{Observed, WaitWording, names, wait_instances, wait_instances_reported};
+pub use wait::{Observed, Rounds, WaitWording, names, wait_instances, wait_instances_reported};

@@ -39,19 +39,35 @@ pub fn names(resources: &[CloudResource]) -> String {
     resources.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
 }
 
+/// Which instances each listing round asks about, and when the deadline
+/// ends the wait: the two ways the clouds' waits have always worked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rounds {
+    /// Only the instances still booting (a settled one is done with), and no
+    /// sleep that would end past the deadline: EC2, whose listing filters by
+    /// instance id.
+    Waiting,
+    /// Every instance, every round, so one that ran and then failed before
+    /// the others came up is reported failed (and replaced by the engine);
+    /// the deadline is checked after each round: clouds whose one listing
+    /// returns the whole cluster anyway (Compute Engine, ARM).
+    All,
+}
+
 /// Waits until every instance in `instances` is settled and returns their
 /// latest views, in the order given.
 ///
-/// Each round calls `list` once with the instances still waiting (as they
-/// were given) and expects one [`Observed`] per instance, in the same order;
-/// `list` should ask the cloud with as few list calls as it can (one per
-/// round, filtered to the cluster). After each round `progress(settled,
-/// total)` is called. Between rounds the loop sleeps per `policy`; when the
-/// next round would start after `timeout`, it returns `timed_out(still
+/// Each round calls `list` once with the instances it asks about (as they
+/// were given; which ones, per `rounds`) and expects one [`Observed`] per
+/// instance, in the same order; `list` should ask the cloud with as few list
+/// calls as it can (one per round, filtered to the cluster). After each round
+/// `progress(settled, total)` is called. Between rounds the loop sleeps per
+/// `policy`; past the deadline (per `rounds`) it returns `timed_out(still
 /// waiting)` instead. A view without a key gets the key of the instance it
 /// answers for.
 pub async fn wait_instances<L, Fut>(
     policy: &PollPolicy,
+    rounds: Rounds,
     instances: &[CloudResource],
     timeout: Duration,
     mut list: L,
@@ -67,20 +83,20 @@ where
     let mut waiting: Vec<usize> = (0..instances.len()).collect();
     let mut attempt = 0;
     loop {
-        let asked: Vec<CloudResource> = waiting.iter().map(|&i| instances[i].clone()).collect();
+        let ask: Vec<usize> = match rounds {
+            Rounds::Waiting => waiting.clone(),
+            Rounds::All => (0..instances.len()).collect(),
+        };
+        let asked: Vec<CloudResource> = ask.iter().map(|&i| instances[i].clone()).collect();
         let seen = list(asked).await?;
-        if seen.len() != waiting.len() {
+        if seen.len() != ask.len() {
             return Err(Error::orchestrator(
                 "instance wait",
-                format!(
-                    "a listing round answered for {} of {} instances",
-                    seen.len(),
-                    waiting.len()
-                ),
+                format!("a listing round answered for {} of {} instances", seen.len(), ask.len()),
             ));
         }
         let mut still = Vec::new();
-        for (&i, observed) in waiting.iter().zip(seen) {
+        for (&i, observed) in ask.iter().zip(seen) {
             match observed {
                 Observed::Pending(view) => {
                     if let Some(v) = view {
@@ -97,7 +113,11 @@ where
             break;
         }
         let delay = policy.delay(attempt, None);
-        if started.elapsed() + delay > timeout {
+        let past_deadline = match rounds {
+            Rounds::Waiting => started.elapsed() + delay > timeout,
+            Rounds::All => started.elapsed() >= timeout,
+        };
+        if past_deadline {
             let pending: Vec<CloudResource> = waiting.iter().map(|&i| latest[i].clone()).collect();
             return Err(timed_out(&pending));
         }
@@ -148,6 +168,7 @@ where
     } = wording;
     wait_instances(
         policy,
+        Rounds::All,
         instances,
         timeout,
         list,
@@ -209,6 +230,7 @@ mod tests {
         let f = fake.clone();
         let out = wait_instances(
             &PollPolicy::default(),
+            Rounds::Waiting,
             &[booting("a"), booting("b")],
             Duration::from_secs(600),
             |asked| {
@@ -240,6 +262,7 @@ mod tests {
         let f = fake.clone();
         let e = wait_instances(
             &PollPolicy::default(),
+            Rounds::Waiting,
             &[booting("a"), booting("b")],
             Duration::from_secs(10),
             |asked| {
@@ -265,6 +288,7 @@ mod tests {
     async fn listing_errors_end_the_wait() {
         let e = wait_instances(
             &PollPolicy::fast(),
+            Rounds::Waiting,
             &[booting("a")],
             Duration::from_secs(10),
             |_| async { Err(Error::input("x", "listing failed")) },
@@ -274,5 +298,75 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(e.to_string(), "x: listing failed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_round_rereads_every_instance_so_a_later_failure_is_seen() {
+        // "a" runs at once, then fails in the third round, before "b" is up
+        let rounds = Arc::new(Mutex::new(Vec::new()));
+        let r = rounds.clone();
+        let out = wait_instances(
+            &PollPolicy::default(),
+            Rounds::All,
+            &[booting("a"), booting("b")],
+            Duration::from_secs(600),
+            |asked: Vec<CloudResource>| {
+                let r = r.clone();
+                async move {
+                    let mut rounds = r.lock().unwrap();
+                    rounds.push(asked.iter().map(|x| x.name.clone()).collect::<Vec<_>>());
+                    let n = rounds.len();
+                    Ok(asked
+                        .into_iter()
+                        .map(|x| {
+                            let status = match (x.name.as_str(), n) {
+                                ("a", 3..) => ResourceStatus::Failed {
+                                    reason: "host lost".into(),
+                                },
+                                ("a", _) | ("b", 4..) => ResourceStatus::Ready,
+                                _ => ResourceStatus::Pending,
+                            };
+                            Observed::by_status(x.with_status(status))
+                        })
+                        .collect())
+                }
+            },
+            |_, _| {},
+            |_| panic!("no timeout"),
+        )
+        .await
+        .unwrap();
+        assert!(rounds.lock().unwrap().iter().all(|asked| asked.len() == 2));
+        assert!(matches!(&out[0].status, ResourceStatus::Failed { reason } if reason == "host lost"));
+        assert_eq!(out[1].status, ResourceStatus::Ready);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rereading_rounds_check_the_deadline_after_each_round() {
+        let fake = lister(&[("a", 0)]);
+        let started = Instant::now();
+        let f = fake.clone();
+        let e = wait_instances(
+            &PollPolicy::default(),
+            Rounds::All,
+            &[booting("a")],
+            Duration::from_secs(10),
+            |asked| {
+                let f = f.clone();
+                async move { Ok(f.observe(asked)) }
+            },
+            |_, _| {},
+            |pending| Error::Timeout {
+                what: names(pending),
+                after: Duration::from_secs(10),
+                hint: String::new(),
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(&e, Error::Timeout { what, .. } if what == "a"), "{e}");
+        // rounds at 0, 2, 6 and 14 s: the last one starts past the deadline
+        assert_eq!(started.elapsed(), Duration::from_secs(14));
+        assert_eq!(fake.rounds.lock().unwrap().len(), 4);
     }
 }

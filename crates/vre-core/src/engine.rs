@@ -978,6 +978,7 @@ impl Run<'_> {
                 let net = self.network()?;
                 let req = SecurityGroupRequest {
                     ingress_ports: d.spec.network.ingress_ports.clone(),
+                    master_ip: master_private_ip(&d.spec, &net.cidr),
                 };
                 let sg = d.call(id, || p.ensure_security_group(c, &net, &req)).await?;
                 self.record(&[sg.with_key(ResourceKey::security_group())], "ensured")

@@ -125,6 +125,9 @@ pub struct NetworkInfo {
 pub struct SecurityGroupRequest {
     /// Ports opened to the world; all traffic between members is allowed.
     pub ingress_ports: Vec<PortRange>,
+    /// The master's private address in the network as built, for clouds that
+    /// reserve it together with the security group (Azure's master NIC).
+    pub master_ip: Option<Ipv4Addr>,
 }
 
 /// One node to create.
@@ -334,7 +337,7 @@ pub struct ProviderContext {
     /// Environment variables (passed in so tests control them).
     pub env: BTreeMap<String, String>,
     /// How vre reaches addresses inside the cloud: direct unless the
-    /// factory installs another [`Dialer`] (the embedded simulator maps
+    /// factory installs another [`crate::Dialer`] (the embedded simulator maps
     /// machine addresses to loopback).
     pub dialer: DialerSlot,
 }

@@ -7,7 +7,7 @@
 //! * Resources carry the label `vre-cluster=<name>` (and `vre-key`,
 //!   `vre-role`); networks, subnetworks and firewalls, which have no labels,
 //!   carry the same words in their description.
-//! * Each role group boots with one `instances.bulkInsert`; cloud-init reads
+//! * Each role group (per `max_batch` chunk) boots with one `instances.bulkInsert`; cloud-init reads
 //!   the `user-data` metadata key.
 //! * Every request is a [`call::ComputeCall`], checked by the unit tests
 //!   against Google's discovery document.

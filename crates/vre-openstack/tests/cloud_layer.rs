@@ -104,6 +104,7 @@ async fn apply(p: &OpenStackProvider, c: &ClusterRef, s: &ClusterSpec) -> BTreeM
             &net,
             &SecurityGroupRequest {
                 ingress_ports: s.network.ingress_ports.clone(),
+                master_ip: s.network.master_address(&net.cidr),
             },
         )
         .await
