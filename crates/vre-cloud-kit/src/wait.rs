@@ -255,14 +255,15 @@ mod tests {
         assert_eq!(out[1].name, "b");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn instances_never_listed_time_out_without_sleeping_past_the_deadline() {
+    /// Waits on "a" (never listed) and "b" (up after one round) with a 10 s
+    /// timeout; returns the error, the virtual time spent and the rounds.
+    async fn time_out(rounds: Rounds) -> (Error, Duration, usize) {
         let fake = lister(&[("a", 0), ("b", 1)]);
         let started = Instant::now();
         let f = fake.clone();
         let e = wait_instances(
             &PollPolicy::default(),
-            Rounds::Waiting,
+            rounds,
             &[booting("a"), booting("b")],
             Duration::from_secs(10),
             |asked| {
@@ -278,10 +279,17 @@ mod tests {
         )
         .await
         .unwrap_err();
+        let n = fake.rounds.lock().unwrap().len();
+        (e, started.elapsed(), n)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn instances_never_listed_time_out_without_sleeping_past_the_deadline() {
+        let (e, elapsed, rounds) = time_out(Rounds::Waiting).await;
         assert!(matches!(&e, Error::Timeout { what, .. } if what == "a"), "{e}");
         // rounds at 0, 2 and 6 s; the next would start at 14 s
-        assert_eq!(started.elapsed(), Duration::from_secs(6));
-        assert_eq!(fake.rounds.lock().unwrap().len(), 3);
+        assert_eq!(elapsed, Duration::from_secs(6));
+        assert_eq!(rounds, 3);
     }
 
     #[tokio::test(start_paused = true)]
@@ -343,30 +351,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn rereading_rounds_check_the_deadline_after_each_round() {
-        let fake = lister(&[("a", 0)]);
-        let started = Instant::now();
-        let f = fake.clone();
-        let e = wait_instances(
-            &PollPolicy::default(),
-            Rounds::All,
-            &[booting("a")],
-            Duration::from_secs(10),
-            |asked| {
-                let f = f.clone();
-                async move { Ok(f.observe(asked)) }
-            },
-            |_, _| {},
-            |pending| Error::Timeout {
-                what: names(pending),
-                after: Duration::from_secs(10),
-                hint: String::new(),
-            },
-        )
-        .await
-        .unwrap_err();
+        let (e, elapsed, rounds) = time_out(Rounds::All).await;
         assert!(matches!(&e, Error::Timeout { what, .. } if what == "a"), "{e}");
         // rounds at 0, 2, 6 and 14 s: the last one starts past the deadline
-        assert_eq!(started.elapsed(), Duration::from_secs(14));
-        assert_eq!(fake.rounds.lock().unwrap().len(), 4);
+        assert_eq!(elapsed, Duration::from_secs(14));
+        assert_eq!(rounds, 4);
     }
 }
